@@ -1,0 +1,3 @@
+"""Loads the InfraLens pytest plugin: the lab seam, check markers, learner feedback and progress."""
+
+pytest_plugins = ["infralens.plugin"]

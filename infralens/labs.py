@@ -1,0 +1,79 @@
+"""Where the labs live and how a lab is named.
+
+A lab is a folder name ``labNN_slug`` that appears under ``checks/`` (its checks), ``exercises/``
+(the starters and the reading guide) and ``solutions/`` (the references). Labs are discovered
+from ``checks/``, so adding a lab needs no registry edit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+LAB_FOLDER = re.compile(r"^lab(\d{2})_[a-z0-9_]+$")
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One lab of the track, e.g. ``Lab(number=10, folder="lab10_quantization_plan")``."""
+
+    number: int
+    folder: str
+
+    @property
+    def short(self) -> str:
+        """``"lab10"``: the short name accepted everywhere a lab is asked for."""
+        return f"lab{self.number:02d}"
+
+    @property
+    def title(self) -> str:
+        """``"quantization plan"`` for ``lab10_quantization_plan``."""
+        return self.folder.split("_", 1)[1].replace("_", " ")
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: the cwd) with ``checks/`` and ``exercises/``.
+
+    Raises ``FileNotFoundError`` naming where it looked when there is none.
+    """
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "checks").is_dir() and (folder / "exercises").is_dir():
+            return folder
+    raise FileNotFoundError(
+        f"no InfraLens Katas checkout at or above {here}: expected a folder holding "
+        "checks/ and exercises/. Run the command from inside your clone."
+    )
+
+
+def discover_labs(repo_root: Path) -> list[Lab]:
+    """Every lab that has a ``checks/labNN_slug/`` folder, in track order."""
+    checks = repo_root / "checks"
+    labs = [
+        Lab(int(match.group(1)), path.name)
+        for path in checks.iterdir()
+        if path.is_dir() and (match := LAB_FOLDER.match(path.name))
+    ]
+    return sorted(labs, key=lambda lab: lab.number)
+
+
+def lab_of_path(path: Path, repo_root: Path) -> Lab | None:
+    """The lab a file under ``checks/`` belongs to, or None for files outside a lab folder."""
+    try:
+        parts = path.resolve().relative_to((repo_root / "checks").resolve()).parts
+    except ValueError:
+        return None
+    if parts and (match := LAB_FOLDER.match(parts[0])):
+        return Lab(int(match.group(1)), parts[0])
+    return None
+
+
+def resolve_lab(name: str, labs: list[Lab]) -> Lab:
+    """Accept ``"10"``, ``"lab10"`` or ``"lab10_quantization_plan"``; raise ``ValueError`` listing the labs otherwise."""
+    wanted = name.strip().lower()
+    for lab in labs:
+        if wanted in (lab.folder, lab.short, str(lab.number), f"{lab.number:02d}"):
+            return lab
+    known = ", ".join(lab.short for lab in labs) or "none"
+    raise ValueError(f"unknown lab {name!r}: the labs here are {known} (give a number like lab10 or a folder name)")

@@ -1,0 +1,103 @@
+"""The lab seam: load a lab's modules from a tree of learner code, never by package name.
+
+Checks never ``import`` learner code. They receive a :class:`LabCode` from the ``lab`` fixture
+(and hidden checks the reference as ``oracle``), and read modules off it by attribute::
+
+    def test_workload_rejects_negative_batch(lab):
+        plan = lab.quantization_plan          # exercises/lab10_quantization_plan/quantization_plan.py
+
+Which tree ``lab`` reads is chosen once per run: ``exercises/`` (default), ``solutions/``
+(``--solutions``) or a submission (``--submission PATH``), see :func:`code_root_of_submission`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from infralens.labs import LAB_FOLDER
+
+
+class LabCodeMissing(Exception):
+    """A lab folder or module that a check needs is not in the tree being checked."""
+
+
+class LabCodeBroken(Exception):
+    """A learner module exists but cannot be imported (syntax error, failing import, ...)."""
+
+
+def code_root_of_submission(path: Path) -> Path:
+    """The folder holding ``labNN_*`` folders for a submission.
+
+    ``path`` is either a repository root holding ``exercises/`` (a student's clone) or a bare
+    folder of ``labNN_*`` folders. Anything else raises ``ValueError`` saying what was found.
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.is_dir():
+        raise ValueError(f"--submission {path}: no such folder")
+    if (path / "exercises").is_dir():
+        return path / "exercises"
+    if any(child.is_dir() and LAB_FOLDER.match(child.name) for child in path.iterdir()):
+        return path
+    raise ValueError(
+        f"--submission {path}: expected a repository root holding exercises/ or a folder of "
+        "labNN_* folders (for example lab10_quantization_plan/), found neither"
+    )
+
+
+class LabCode:
+    """The modules of one lab in one tree; ``code.quantization_plan`` loads ``<root>/<lab>/quantization_plan.py``.
+
+    Modules are imported once, as submodules of a private package whose name is unique to the
+    tree, so ``exercises/`` and ``solutions/`` (and several submissions) never share
+    ``sys.modules`` entries, and a lab may import its own helper modules relatively.
+    """
+
+    def __init__(self, root: Path, lab_folder: str, display_root: str):
+        self._root = Path(root)
+        self._lab_folder = lab_folder
+        self._display_root = display_root
+        tree_key = hashlib.sha1(str(self._root.resolve()).encode()).hexdigest()[:12]
+        self._package = f"_infralens_{tree_key}_{lab_folder}"
+
+    @property
+    def folder(self) -> Path:
+        return self._root / self._lab_folder
+
+    def display_path(self, module: str) -> str:
+        """``exercises/lab10_quantization_plan/quantization_plan.py``: how learners see the file."""
+        return f"{self._display_root}/{self._lab_folder}/{module}.py"
+
+    def __getattr__(self, module: str) -> ModuleType:
+        if module.startswith("_"):
+            raise AttributeError(module)
+        return self.module(module)
+
+    def module(self, name: str) -> ModuleType:
+        """Import ``<root>/<lab>/<name>.py`` (cached); missing or broken files raise a learner-facing error."""
+        qualified = f"{self._package}.{name}"
+        if qualified in sys.modules:
+            return sys.modules[qualified]
+        if not self.folder.is_dir():
+            raise LabCodeMissing(f"{self._display_root}/{self._lab_folder}/ is missing: this lab's folder is not in the tree being checked")
+        source = self.folder / f"{name}.py"
+        if not source.is_file():
+            raise LabCodeMissing(f"{self.display_path(name)} is missing: the checks of this lab need that file")
+        self._ensure_package()
+        try:
+            return importlib.import_module(qualified)
+        except Exception as error:  # any failure to import learner code becomes one clear message
+            sys.modules.pop(qualified, None)
+            raise LabCodeBroken(f"{self.display_path(name)} could not be imported: {type(error).__name__}: {error}") from error
+
+    def _ensure_package(self) -> None:
+        if self._package in sys.modules:
+            return
+        spec = importlib.util.spec_from_loader(self._package, loader=None, is_package=True)
+        package = importlib.util.module_from_spec(spec)
+        package.__path__ = [str(self.folder)]
+        sys.modules[self._package] = package

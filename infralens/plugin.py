@@ -1,0 +1,290 @@
+"""The pytest plugin behind every run: options, check markers, the lab fixtures, learner feedback, progress.
+
+Loaded by the repository's root ``conftest.py``. What it adds to pytest:
+
+* which tree the checks read: ``exercises/`` (default), ``--solutions``, ``--submission PATH``;
+* ``--lab LAB`` to focus labs (``--lab 10``, ``--lab lab10,lab02``);
+* ``--seed N`` for the inputs of hidden checks (random by default, always printed);
+* ``--infralens-report PATH``: every check's result as JSON (what ``infralens progress`` reads);
+* the ``check(exercise, points=1)`` marker every check carries, and ``gpu`` for CUDA-only checks;
+* fixtures ``lab`` (the code under test), ``oracle`` (the reference, hidden checks only), ``seed``, ``rng``;
+* compact failure messages, "not started" instead of tracebacks, and the progress table.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from infralens import feedback
+from infralens.hints import HintsError, load_hints
+from infralens.labs import Lab, discover_labs, lab_of_path, resolve_lab
+from infralens.loader import LabCode, code_root_of_submission
+from infralens.progress import ERROR, FAILED, NOT_STARTED, PASSED, SKIPPED, CheckRecord, render_table, summarize_lab
+
+HIDDEN_PREFIX = "test_hidden_"
+HELP_SOLUTIONS = "check solutions/ (the references) instead of exercises/"
+HELP_SUBMISSION = "check another tree: a repository root holding exercises/, or a folder of labNN_* folders"
+HELP_LAB = "only run these labs (repeatable or comma-separated): 10, lab10 or lab10_quantization_plan"
+HELP_SEED = "seed for the random inputs of hidden checks (default: a fresh random seed, printed in the header)"
+HELP_REPORT = "write every check's result to this JSON file"
+CHECK_MARKER = "check(exercise, points=1): the starter function or class this check grades, and the points it is worth"
+GPU_MARKER = "gpu: needs a CUDA device; skipped with a reason where torch sees none"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("infralens", "InfraLens Katas")
+    group.addoption("--solutions", action="store_true", default=False, help=HELP_SOLUTIONS)
+    group.addoption("--submission", metavar="PATH", default=None, help=HELP_SUBMISSION)
+    group.addoption("--lab", metavar="LAB", action="append", default=[], help=HELP_LAB)
+    group.addoption("--seed", metavar="N", type=int, default=None, help=HELP_SEED)
+    group.addoption("--infralens-report", metavar="PATH", default=None, help=HELP_REPORT)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", CHECK_MARKER)
+    config.addinivalue_line("markers", GPU_MARKER)
+    if config.getoption("solutions") and config.getoption("submission"):
+        raise pytest.UsageError("--solutions and --submission both choose the code under test: give one of them")
+    config.pluginmanager.register(InfraLensSession(config), "infralens-session")
+
+
+@dataclass
+class InfraLensSession:
+    """Per-run state: the trees, the seed, the labs, and the records the progress table is built from."""
+
+    config: pytest.Config
+    repo_root: Path = field(init=False)
+    code_root: Path = field(init=False)
+    code_display_root: str = field(init=False)
+    seed: int = field(init=False)
+    focus: list[Lab] = field(init=False)
+    records: dict[str, CheckRecord] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.repo_root = Path(self.config.rootpath)
+        submission = self.config.getoption("submission")
+        if submission:
+            try:
+                self.code_root = code_root_of_submission(Path(submission))
+            except ValueError as error:
+                raise pytest.UsageError(str(error)) from None
+            self.code_display_root = str(self.code_root)
+        else:
+            tree = "solutions" if self.config.getoption("solutions") else "exercises"
+            self.code_root = self.repo_root / tree
+            self.code_display_root = tree
+            if not self.code_root.is_dir():
+                raise pytest.UsageError(f"{self.code_root} does not exist: this checkout has no {tree}/ folder")
+        seed = self.config.getoption("seed")
+        self.seed = seed if seed is not None else secrets.randbelow(2**31)
+        labs = discover_labs(self.repo_root) if (self.repo_root / "checks").is_dir() else []
+        try:
+            self.focus = [resolve_lab(name, labs) for names in self.config.getoption("lab") for name in names.split(",") if name.strip()]
+        except ValueError as error:
+            raise pytest.UsageError(str(error)) from None
+
+    # --- collection -------------------------------------------------------------------------
+
+    def pytest_report_header(self) -> list[str]:
+        mode = "the references" if self.config.getoption("solutions") else "your code"
+        return [f"infralens: checking {mode} in {self.code_display_root}/ · hidden-check seed {self.seed} (rerun with --seed {self.seed})"]
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        selected, deselected = [], []
+        for item in items:
+            lab = lab_of_path(item.path, self.repo_root)
+            if lab is None:
+                selected.append(item)
+                continue
+            marker = item.get_closest_marker("check")
+            if marker is None:
+                raise pytest.UsageError(f"{item.nodeid} has no @pytest.mark.check(exercise, points=...) marker: every check must say what it grades")
+            exercise, points = _check_marker_args(item, marker)
+            item.stash[CHECK_KEY] = CheckInfo(lab, exercise, points, item.path.name.startswith(HIDDEN_PREFIX))
+            if self.focus and lab not in self.focus:
+                deselected.append(item)
+                continue
+            if item.get_closest_marker("gpu") is not None and not _cuda_available():
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device; torch.cuda.is_available() is False here"))
+            selected.append(item)
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = selected
+
+    # --- fixtures' helpers --------------------------------------------------------------------
+
+    def lab_code(self, item: pytest.Item) -> LabCode:
+        info = item.stash[CHECK_KEY]
+        return LabCode(self.code_root, info.lab.folder, self.code_display_root)
+
+    def oracle_code(self, item: pytest.Item) -> LabCode:
+        info = item.stash[CHECK_KEY]
+        if not info.hidden:
+            pytest.fail(f"{item.nodeid}: only hidden checks (files named {HIDDEN_PREFIX}*.py) may use the oracle fixture", pytrace=False)
+        solutions = self.repo_root / "solutions"
+        if not solutions.is_dir():
+            pytest.fail("hidden checks need solutions/, which this checkout does not have", pytrace=False)
+        return LabCode(solutions, info.lab.folder, "solutions")
+
+    def item_seed(self, item: pytest.Item) -> int:
+        """Public checks: a fixed seed per check (stable feedback). Hidden checks: mixed with the run's seed."""
+        stable = zlib.crc32(item.nodeid.encode())
+        info = item.stash.get(CHECK_KEY, None)
+        return stable ^ self.seed if info is not None and info.hidden else stable
+
+    # --- reporting ----------------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        report = yield
+        info = item.stash.get(CHECK_KEY, None)
+        if info is None:
+            return report
+        verdict = None
+        if report.failed and call.excinfo is not None:
+            verdict = feedback.classify(call.excinfo, self.code_root, self.code_display_root, item.path)
+            report.infralens_outcome = verdict.outcome
+            if self._compact():
+                report.longrepr = verdict.message
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            self.records[item.nodeid] = CheckRecord(
+                nodeid=item.nodeid,
+                lab=info.lab.folder,
+                exercise=info.exercise,
+                points=info.points,
+                hidden=info.hidden,
+                outcome=_outcome(report),
+                message=verdict.message if verdict else "",
+                function=verdict.function or "" if verdict else "",
+            )
+        return report
+
+    def pytest_report_teststatus(self, report: pytest.TestReport):
+        if getattr(report, "infralens_outcome", None) == NOT_STARTED:
+            return "not started", "N", ("NOT STARTED", {"yellow": True})
+        return None
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.records:
+            return
+        terminalreporter.section("InfraLens", sep="=", bold=True)
+        not_started = self._not_started_by_function()
+        if not_started:
+            terminalreporter.write_line("Not started yet (no traceback shown for work not begun):")
+            for (lab, function), count in not_started.items():
+                terminalreporter.write_line(f"  {lab}: `{function}` ({count} check{'s' if count != 1 else ''} waiting)")
+            terminalreporter.write_line("")
+        terminalreporter.write_line(render_table(self.progress(), self.code_display_root))
+        if self._compact() and any(r.outcome in (FAILED, ERROR) for r in self.records.values()):
+            terminalreporter.write_line("\nfull tracebacks: add --tb=long")
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        path = self.config.getoption("infralens_report")
+        if not path:
+            return
+        report = {
+            "code_root": str(self.code_root),
+            "seed": self.seed,
+            "checks": [record.to_json() for record in self.records.values()],
+            "labs": [row.__dict__ for row in self.progress()],
+        }
+        Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    def progress(self):
+        by_lab: dict[str, list[CheckRecord]] = {}
+        for record in self.records.values():
+            by_lab.setdefault(record.lab, []).append(record)
+        rows = []
+        for lab_folder in sorted(by_lab):
+            try:
+                order = [(e.name, e.file) for e in load_hints(self.repo_root / "exercises" / lab_folder)]
+            except HintsError:
+                order = []  # the progress table still works; the repository's tests report the bad hints file
+            rows.append(summarize_lab(lab_folder, by_lab[lab_folder], order, self.code_display_root))
+        return rows
+
+    def _not_started_by_function(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for record in self.records.values():
+            if record.outcome == NOT_STARTED:
+                key = (record.lab, record.function or record.exercise)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def _compact(self) -> bool:
+        """Learner-facing messages unless the user asked pytest for a traceback style."""
+        return self.config.getoption("tbstyle") in ("auto", None)
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    lab: Lab
+    exercise: str
+    points: int
+    hidden: bool
+
+
+CHECK_KEY = pytest.StashKey[CheckInfo]()
+
+
+def _check_marker_args(item: pytest.Item, marker: pytest.Mark) -> tuple[str, int]:
+    kwargs = dict(marker.kwargs)
+    args = list(marker.args)
+    exercise = kwargs.pop("exercise", args.pop(0) if args else None)
+    points = kwargs.pop("points", args.pop(0) if args else 1)
+    if args or kwargs or not isinstance(exercise, str) or not exercise:
+        raise pytest.UsageError(f"{item.nodeid}: use @pytest.mark.check(\"exercise_name\", points=N), got {marker.args} {marker.kwargs}")
+    if not isinstance(points, int) or isinstance(points, bool) or points < 1:
+        raise pytest.UsageError(f"{item.nodeid}: points must be a positive integer, got {points!r}")
+    return exercise, points
+
+
+def _outcome(report: pytest.TestReport) -> str:
+    if report.passed:
+        return PASSED
+    if report.skipped:
+        return SKIPPED
+    if getattr(report, "infralens_outcome", None) == NOT_STARTED:
+        return NOT_STARTED
+    return FAILED if report.when == "call" else ERROR
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _session(request: pytest.FixtureRequest) -> InfraLensSession:
+    return request.config.pluginmanager.get_plugin("infralens-session")
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest) -> LabCode:
+    """The code under test for this check's lab: ``lab.quantization_plan`` is the learner's module."""
+    return _session(request).lab_code(request.node)
+
+
+@pytest.fixture
+def oracle(request: pytest.FixtureRequest) -> LabCode:
+    """The reference solution of this check's lab; only hidden checks may ask for it."""
+    return _session(request).oracle_code(request.node)
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """This check's seed: fixed for public checks, drawn from the run's ``--seed`` for hidden ones."""
+    return _session(request).item_seed(request.node)
+
+
+@pytest.fixture
+def rng(seed: int) -> random.Random:
+    """A ``random.Random`` seeded with :func:`seed`, for random shapes, models and workloads."""
+    return random.Random(seed)

@@ -1,0 +1,118 @@
+"""The progress table: per lab, checks passed, points, status and the next thing to do.
+
+Built from :class:`CheckRecord` rows, which the pytest plugin writes for every check it runs
+(also to JSON with ``--infralens-report``), so ``pytest`` and ``infralens progress`` print the
+same table from the same facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+PASSED, FAILED, NOT_STARTED, SKIPPED, ERROR = "passed", "failed", "not_started", "skipped", "error"
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One check's result, as data (this is also the JSON report's row)."""
+
+    nodeid: str
+    lab: str
+    exercise: str
+    points: int
+    hidden: bool
+    outcome: str
+    message: str = ""
+    function: str = ""  # for "not_started": the learner function that still raises NotImplementedError
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LabProgress:
+    """One row of the progress table."""
+
+    lab: str
+    short: str
+    title: str
+    passed: int
+    total: int
+    points: int
+    max_points: int
+    skipped: int
+    status: str
+    next_step: str
+
+
+def summarize_lab(lab_folder: str, records: list[CheckRecord], exercise_order: list[tuple[str, str]], code_display_root: str) -> LabProgress:
+    """Summarize one lab's records; ``exercise_order`` is ``[(exercise, file), ...]`` in learning order.
+
+    Status: ``done`` when every check that ran passed, ``not started`` when nothing passed and
+    nothing failed for a reason other than ``NotImplementedError``, ``in progress`` otherwise.
+    Skipped checks (a GPU check on a machine without CUDA) count in neither direction.
+    """
+    ran = [r for r in records if r.outcome != SKIPPED]
+    passed = [r for r in ran if r.outcome == PASSED]
+    open_records = [r for r in ran if r.outcome != PASSED]
+    if not open_records:
+        status = "done"
+    elif not passed and all(r.outcome == NOT_STARTED for r in open_records):
+        status = "not started"
+    else:
+        status = "in progress"
+    number, short_title = lab_folder[3:5], lab_folder.split("_", 1)[1].replace("_", " ")
+    return LabProgress(
+        lab=lab_folder,
+        short=f"lab{number}",
+        title=short_title,
+        passed=len(passed),
+        total=len(ran),
+        points=sum(r.points for r in passed),
+        max_points=sum(r.points for r in ran),
+        skipped=len(records) - len(ran),
+        status=status,
+        next_step=_next_step(lab_folder, open_records, exercise_order, code_display_root),
+    )
+
+
+def _next_step(lab_folder: str, open_records: list[CheckRecord], exercise_order: list[tuple[str, str]], code_display_root: str) -> str:
+    if not open_records:
+        return "all checks pass"
+    rank = {name: index for index, (name, _file) in enumerate(exercise_order)}
+    files = dict(exercise_order)
+    first = min(open_records, key=lambda r: (rank.get(r.exercise, len(rank)), r.nodeid))
+    short = f"lab{lab_folder[3:5]}"
+    where = f"{code_display_root}/{lab_folder}/{files[first.exercise]}" if first.exercise in files else f"{code_display_root}/{lab_folder}/"
+    mine = [r for r in open_records if r.exercise == first.exercise]
+    if all(r.outcome == NOT_STARTED for r in mine):
+        return f"start `{first.exercise}` in {where} (stuck? infralens hint {short})"
+    failing = next(r for r in mine if r.outcome != NOT_STARTED)
+    headline = failing.message.splitlines()[0] if failing.message else failing.nodeid
+    return f"fix `{first.exercise}` ({len(mine)} check{'s' if len(mine) != 1 else ''} open): {headline}"
+
+
+def render_table(rows: list[LabProgress], code_display_root: str) -> str:
+    """A fixed-width table followed by one "next" line per unfinished lab."""
+    header = ("lab", "title", "checks", "points", "status")
+    body = [
+        (
+            row.short,
+            row.title,
+            f"{row.passed}/{row.total}" + (f" (+{row.skipped} skipped)" if row.skipped else ""),
+            f"{row.points}/{row.max_points}",
+            row.status,
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
+    lines = [f"InfraLens progress ({code_display_root}/)", "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in body]
+    unfinished = [row for row in rows if row.status != "done"]
+    if unfinished:
+        lines.append("")
+        lines += [f"next for {row.short}: {row.next_step}" for row in unfinished]
+    elif rows:
+        lines += ["", "every selected lab is done."]
+    return "\n".join(lines)
