@@ -39,6 +39,15 @@ def random_dense_model(rng: random.Random, **overrides: Any) -> ModelConfig:
     return ModelConfig(**fields)
 
 
+def model_summary(model: ModelConfig) -> str:
+    """``"random-dense-1 (10 layers, hidden 28, 4 heads / 2 KV heads × head_dim 7, intermediate 56)"``: a model in a failure message."""
+    window = f", sliding_window {model.sliding_window}" if model.sliding_window else ""
+    return (
+        f"{model.name} ({model.num_hidden_layers} layers, hidden {model.hidden_size}, {model.num_attention_heads} heads / "
+        f"{model.num_key_value_heads} KV heads × head_dim {model.head_dim}, intermediate {model.intermediate_size}{window})"
+    )
+
+
 def expect_value_error(call: Callable[..., Any], *args: Any, what: str, must_mention: tuple[Any, ...] = (), **kwargs: Any) -> ValueError:
     """Call ``call(*args, **kwargs)`` and fail with a learner-facing message unless it raises ``ValueError``.
 

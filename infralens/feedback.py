@@ -35,15 +35,11 @@ def classify(excinfo: pytest.ExceptionInfo[BaseException], code_root: Path, disp
     """Explain ``excinfo`` raised while a check ran learner code living under ``code_root``."""
     error = excinfo.value
     learner_frame = _innermost_frame_under(excinfo, code_root)
-    where = _frame_text(learner_frame, code_root, display_root) if learner_frame else None
 
     if isinstance(error, NotImplementedError) and learner_frame is not None:
         function = _function_name(learner_frame)
-        return Feedback(
-            NOT_STARTED,
-            f"`{function}` is not started: open {where} and replace its `raise NotImplementedError`",
-            function,
-        )
+        place = _frame_text(learner_frame, code_root, display_root, with_source=False)
+        return Feedback(NOT_STARTED, f"`{function}` is not started: replace its `raise NotImplementedError` at {place}", function)
     if isinstance(error, (LabCodeMissing, LabCodeBroken)):
         return Feedback(FAILED, str(error))
     if isinstance(error, AssertionError):
@@ -52,6 +48,7 @@ def classify(excinfo: pytest.ExceptionInfo[BaseException], code_root: Path, disp
         return Feedback(FAILED, str(error.msg if hasattr(error, "msg") else error) + _check_location(excinfo, check_file))
     raised = f"{type(error).__name__}: {error}"
     if learner_frame is not None:
+        where = _frame_text(learner_frame, code_root, display_root, with_source=True)
         return Feedback(FAILED, f"your `{_function_name(learner_frame)}` raised {raised}\n  at {where}")
     return Feedback(FAILED, f"{raised}{_check_location(excinfo, check_file)}")
 
@@ -80,10 +77,11 @@ def _function_name(entry) -> str:
     return getattr(code, "co_qualname", code.co_name)
 
 
-def _frame_text(entry, root: Path, display_root: str) -> str:
+def _frame_text(entry, root: Path, display_root: str, with_source: bool) -> str:
     relative = Path(entry.path).resolve().relative_to(root.resolve()).as_posix()
-    source = str(entry.statement).strip()
-    return f"{display_root}/{relative}:{entry.lineno + 1}" + (f"  `{source}`" if source else "")
+    place = f"{display_root}/{relative}:{entry.lineno + 1}"
+    source = str(entry.statement).strip() if with_source else ""
+    return f"{place}  `{source}`" if source else place
 
 
 def _check_location(excinfo: pytest.ExceptionInfo[BaseException], check_file: Path) -> str:

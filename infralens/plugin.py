@@ -50,6 +50,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", CHECK_MARKER)
     config.addinivalue_line("markers", GPU_MARKER)
+    chosen = [f"--{name}" for name in ("solutions", "submission", "lab", "seed", "infralens_report") if config.getoption(name) not in (None, False, [])]
+    if not (Path(config.rootpath) / "checks").is_dir():
+        # Installed as a pytest plugin, this module is loaded by every pytest run in the
+        # environment: outside a kata checkout it stays out of the way.
+        submission = config.getoption("submission")
+        if submission and Path(submission).resolve() == Path(config.rootpath).resolve():
+            raise pytest.UsageError(
+                f"pytest read {submission} as a test path and looked for its settings there. "
+                f"Write the option with '=': pytest --submission={submission}"
+            )
+        if chosen:
+            raise pytest.UsageError(f"{', '.join(chosen)}: {config.rootpath} is not an InfraLens Katas checkout (no checks/ folder); run pytest from your clone")
+        return
     if config.getoption("solutions") and config.getoption("submission"):
         raise pytest.UsageError("--solutions and --submission both choose the code under test: give one of them")
     config.pluginmanager.register(InfraLensSession(config), "infralens-session")
@@ -162,7 +175,7 @@ class InfraLensSession:
                 hidden=info.hidden,
                 outcome=_outcome(report),
                 message=verdict.message if verdict else "",
-                function=verdict.function or "" if verdict else "",
+                function=(verdict.function or "") if verdict else "",
             )
         return report
 
@@ -177,9 +190,9 @@ class InfraLensSession:
         terminalreporter.section("InfraLens", sep="=", bold=True)
         not_started = self._not_started_by_function()
         if not_started:
-            terminalreporter.write_line("Not started yet (no traceback shown for work not begun):")
-            for (lab, function), count in not_started.items():
-                terminalreporter.write_line(f"  {lab}: `{function}` ({count} check{'s' if count != 1 else ''} waiting)")
+            terminalreporter.write_line("Not started yet (no traceback for work not begun):")
+            for (lab, _function), (count, message) in not_started.items():
+                terminalreporter.write_line(f"  {lab[:5]}  {message} ({count} check{'s' if count != 1 else ''} waiting)")
             terminalreporter.write_line("")
         terminalreporter.write_line(render_table(self.progress(), self.code_display_root))
         if self._compact() and any(r.outcome in (FAILED, ERROR) for r in self.records.values()):
@@ -210,17 +223,19 @@ class InfraLensSession:
             rows.append(summarize_lab(lab_folder, by_lab[lab_folder], order, self.code_display_root))
         return rows
 
-    def _not_started_by_function(self) -> dict[tuple[str, str], int]:
-        counts: dict[tuple[str, str], int] = {}
+    def _not_started_by_function(self) -> dict[tuple[str, str], tuple[int, str]]:
+        """``{(lab, function): (checks waiting, the first of their messages)}`` in the order met."""
+        waiting: dict[tuple[str, str], tuple[int, str]] = {}
         for record in self.records.values():
             if record.outcome == NOT_STARTED:
                 key = (record.lab, record.function or record.exercise)
-                counts[key] = counts.get(key, 0) + 1
-        return counts
+                count, message = waiting.get(key, (0, record.message))
+                waiting[key] = (count + 1, message)
+        return waiting
 
     def _compact(self) -> bool:
         """Learner-facing messages unless the user asked pytest for a traceback style."""
-        return self.config.getoption("tbstyle") in ("auto", None)
+        return self.config.getoption("tbstyle", "auto") in ("auto", None)
 
 
 @dataclass(frozen=True)
@@ -263,7 +278,10 @@ def _cuda_available() -> bool:
 
 
 def _session(request: pytest.FixtureRequest) -> InfraLensSession:
-    return request.config.pluginmanager.get_plugin("infralens-session")
+    session = request.config.pluginmanager.get_plugin("infralens-session")
+    if session is None:
+        pytest.fail(f"the {request.fixturename!r} fixture only works in an InfraLens Katas checkout (a folder with checks/)", pytrace=False)
+    return session
 
 
 @pytest.fixture

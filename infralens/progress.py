@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 PASSED, FAILED, NOT_STARTED, SKIPPED, ERROR = "passed", "failed", "not_started", "skipped", "error"
+HEADLINE_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,11 @@ def _next_step(lab_folder: str, open_records: list[CheckRecord], exercise_order:
     mine = [r for r in open_records if r.exercise == first.exercise]
     if all(r.outcome == NOT_STARTED for r in mine):
         return f"start `{first.exercise}` in {where} (stuck? infralens hint {short})"
-    failing = next(r for r in mine if r.outcome != NOT_STARTED)
+    # A public check's message is written for the learner; prefer it over a hidden comparison.
+    failing = min((r for r in mine if r.outcome != NOT_STARTED), key=lambda r: r.hidden)
     headline = failing.message.splitlines()[0] if failing.message else failing.nodeid
+    if len(headline) > HEADLINE_CHARS:
+        headline = headline[: HEADLINE_CHARS - 1] + "…"
     return f"fix `{first.exercise}` ({len(mine)} check{'s' if len(mine) != 1 else ''} open): {headline}"
 
 

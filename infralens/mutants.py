@@ -1,0 +1,102 @@
+"""Mutation testing for the checks: each mutant is the reference solution with one plausible learner
+mistake, and the lab's checks must catch it (at least one check fails on it).
+
+Mutants live as data in ``tests/mutants/labNN_slug.toml``::
+
+    [[mutant]]
+    name = "kv-counted-once"              # unique in the file
+    file = "quantization_plan.py"         # the solution module to patch
+    why = "K and V counted once: the cache holds both"
+    find = '''return 2 * model.num_hidden_layers * per_tensor'''
+    replace = '''return model.num_hidden_layers * per_tensor'''
+
+``find`` must occur exactly once in the solution, so a mutant that no longer applies after the
+solution changes is reported instead of silently testing nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from infralens.hints import tomllib
+from infralens.runner import run_checks
+
+
+class MutantError(ValueError):
+    """A mutants file or a mutant that cannot be applied; the message names the file and the mutant."""
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str
+    why: str
+    find: str
+    replace: str
+
+
+@dataclass(frozen=True)
+class MutantResult:
+    """``caught`` when at least one check failed on the mutant for a reason other than an import error;
+    ``caught_by_public`` when a public check did (what a student release still catches)."""
+
+    lab: str
+    mutant: Mutant
+    caught: bool
+    caught_by_public: bool
+    failing_checks: tuple[str, ...]
+    detail: str
+
+
+def load_mutants(path: Path) -> list[Mutant]:
+    """Read and validate a mutants file."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise MutantError(f"{path}: {error}") from error
+    mutants = []
+    for index, entry in enumerate(data.get("mutant", []), start=1):
+        missing = [key for key in ("name", "file", "why", "find", "replace") if not isinstance(entry.get(key), str)]
+        if missing or not entry.get("find"):
+            raise MutantError(f"{path}, mutant #{index}: needs string fields name, file, why, find (non-empty) and replace; missing {missing or ['find']}")
+        mutants.append(Mutant(entry["name"], entry["file"], entry["why"], entry["find"], entry["replace"]))
+    names = [m.name for m in mutants]
+    if len(set(names)) != len(names):
+        raise MutantError(f"{path}: mutant names must be unique, got {names}")
+    return mutants
+
+
+def apply_mutant(solution_dir: Path, mutant: Mutant, into: Path) -> Path:
+    """Copy ``solution_dir`` to ``into/<lab folder>`` with ``mutant`` applied; return ``into``."""
+    target = into / solution_dir.name
+    shutil.copytree(solution_dir, target, ignore=shutil.ignore_patterns("__pycache__"))
+    source = target / mutant.file
+    if not source.is_file():
+        raise MutantError(f"mutant {mutant.name!r}: {solution_dir.name}/{mutant.file} does not exist")
+    text = source.read_text(encoding="utf-8")
+    count = text.count(mutant.find)
+    if count != 1:
+        raise MutantError(f"mutant {mutant.name!r}: `find` occurs {count} times in {solution_dir.name}/{mutant.file}, expected exactly once")
+    source.write_text(text.replace(mutant.find, mutant.replace), encoding="utf-8")
+    return into
+
+
+def run_mutants(repo_root: Path, lab_folder: str) -> list[MutantResult]:
+    """Run the lab's checks against every mutant in ``tests/mutants/<lab_folder>.toml``."""
+    repo_root = Path(repo_root).resolve()
+    mutants = load_mutants(repo_root / "tests" / "mutants" / f"{lab_folder}.toml")
+    results = []
+    for mutant in mutants:
+        with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant.name}-") as scratch:
+            tree = apply_mutant(repo_root / "solutions" / lab_folder, mutant, Path(scratch))
+            _exit, report = run_checks(repo_root, "--submission", str(tree), paths=(repo_root / "checks" / lab_folder,))
+        failing = [c for c in report["checks"] if c["outcome"] != "passed"]
+        broken = [c for c in failing if "could not be imported" in c["message"]]
+        caught = bool(failing) and not broken
+        detail = broken[0]["message"] if broken else (failing[0]["message"].splitlines()[0] if failing else "every check passed")
+        by_public = caught and any(not c["hidden"] for c in failing)
+        results.append(MutantResult(lab_folder, mutant, caught, by_public, tuple(c["nodeid"] for c in failing), detail))
+    return results
