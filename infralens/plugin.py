@@ -55,7 +55,9 @@ def pytest_configure(config: pytest.Config) -> None:
         # Installed as a pytest plugin, this module is loaded by every pytest run in the
         # environment: outside a kata checkout it stays out of the way.
         submission = config.getoption("submission")
-        if submission and Path(submission).resolve() == Path(config.rootpath).resolve():
+        if submission and (Path(config.invocation_params.dir) / "checks").is_dir():
+            # pytest looks for its settings before plugins parse options, so in
+            # `--submission PATH` it took PATH for a test path and settled outside the checkout.
             raise pytest.UsageError(
                 f"pytest read {submission} as a test path and looked for its settings there. "
                 f"Write the option with '=': pytest --submission={submission}"

@@ -1,0 +1,178 @@
+"""Invariants every lab keeps, discovered from checks/: its checks fail on the starter and pass on
+the solution, starter and solution share one API, the starter is a real exercise, and the lab has
+a reading guide and hints."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import pytest
+
+import lab_sources
+from conftest import LABS, REPO, run_lab_checks
+from infralens.hints import load_hints
+
+README_HEADINGS = [
+    "## Concept goal",
+    "## Mental model",
+    "## What each block of the starter does",
+    "## What to notice",
+    "## Common misunderstandings",
+    "## How to explain it in an interview",
+    "## Further reading",
+]
+
+_reports: dict[tuple[str, str], tuple[int, dict, str]] = {}
+
+
+@pytest.fixture
+def lab_run(tmp_path_factory):
+    """Run a lab's checks once per (lab, tree) for this test session and reuse the report."""
+
+    def run(lab_folder: str, tree: str) -> tuple[int, dict, str]:
+        key = (lab_folder, tree)
+        if key not in _reports:
+            options = ("--solutions",) if tree == "solutions" else ()
+            _reports[key] = run_lab_checks(lab_folder, *options, tmp_path=tmp_path_factory.mktemp(lab_folder))
+        return _reports[key]
+
+    return run
+
+
+def test_labs_are_discovered():
+    assert "lab10_quantization_plan" in LABS, f"labs found under checks/: {LABS}"
+
+
+@pytest.mark.parametrize("lab_folder", LABS)
+def test_every_check_fails_on_the_untouched_starter(lab_folder, lab_run):
+    exit_code, report, output = lab_run(lab_folder, "exercises")
+    passed = [c["nodeid"] for c in report["checks"] if c["outcome"] == "passed"]
+    assert report["checks"], f"{lab_folder} has no checks"
+    assert not passed, f"these checks of {lab_folder} pass on the untouched starter, so they cannot tell solved from unsolved: {passed}"
+    errors = [c["nodeid"] for c in report["checks"] if c["outcome"] == "error"]
+    assert not errors, f"checks of {lab_folder} errored in setup on the starter: {errors}\n{output[-2000:]}"
+    assert exit_code == 1
+
+
+@pytest.mark.parametrize("lab_folder", LABS)
+def test_every_check_passes_on_the_solution(lab_folder, lab_run):
+    exit_code, report, output = lab_run(lab_folder, "solutions")
+    failing = [(c["nodeid"], c["message"]) for c in report["checks"] if c["outcome"] not in ("passed", "skipped")]
+    assert not failing, f"checks of {lab_folder} fail on the reference solution: {failing}"
+    assert exit_code == 0, output[-2000:]
+
+
+@pytest.mark.parametrize("lab_folder", LABS)
+def test_mutants_are_caught_by_public_checks(lab_folder):
+    from conftest import run_python
+
+    mutants = REPO / "tests" / "mutants" / f"{lab_folder}.toml"
+    assert mutants.is_file(), f"{lab_folder} needs plausible learner mistakes in tests/mutants/{lab_folder}.toml"
+    assert mutants.read_text().count("[[mutant]]") >= 6, f"{mutants.name}: at least 6 mutants per lab"
+    done = run_python("-m", "infralens", "mutants", lab_folder)
+    assert done.returncode == 0, f"some mutants of {lab_folder} survive the checks:\n{done.stdout}{done.stderr}"
+    hidden_only = [line for line in done.stdout.splitlines() if re.match(r"lab\d\d\s+hidden\s", line)]
+    assert not hidden_only, f"only hidden checks catch these mutants, so a student release would miss them:\n" + "\n".join(hidden_only)
+
+
+def _modules(lab_folder: str):
+    solutions = sorted((REPO / "solutions" / lab_folder).glob("*.py"))
+    assert solutions, f"solutions/{lab_folder}/ holds no module"
+    for solution in solutions:
+        starter = REPO / "exercises" / lab_folder / solution.name
+        assert starter.is_file(), f"solutions/{lab_folder}/{solution.name} has no starter at exercises/{lab_folder}/{solution.name}"
+        yield starter, solution
+
+
+@pytest.mark.parametrize("lab_folder", LABS)
+def test_starter_and_solution_share_one_api_and_the_given_code(lab_folder):
+    for starter_path, solution_path in _modules(lab_folder):
+        starter, solution = lab_sources.parse(starter_path), lab_sources.parse(solution_path)
+        exercises = set(lab_sources.exercises(starter))
+        assert exercises, f"{starter_path.name} has no exercise (a function whose body is `raise NotImplementedError(...)`)"
+        keep = {n for n in lab_sources.top_level_names(starter) if n.startswith("_")}
+        a = lab_sources.normalized(starter, exercises, keep)
+        b = lab_sources.normalized(solution, exercises, keep)
+        for index, (mine, theirs) in enumerate(zip(a, b)):
+            assert mine == theirs, (
+                f"{lab_folder}/{starter_path.name}: statement #{index + 1} differs between starter and solution "
+                f"(signatures, docstrings and given code must be identical):\n--- starter\n{mine[:1500]}\n--- solution\n{theirs[:1500]}"
+            )
+        assert len(a) == len(b), f"{lab_folder}/{starter_path.name}: starter has {len(a)} public statements, solution {len(b)}"
+        implemented = lab_sources.functions(solution)
+        still_open = [name for name in exercises if lab_sources.is_exercise(implemented[name])]
+        assert not still_open, f"solutions/{lab_folder}/{solution_path.name} leaves exercises unimplemented: {still_open}"
+
+
+@pytest.mark.parametrize("lab_folder", LABS)
+def test_starter_is_a_real_exercise_with_todos_signatures_and_docstrings(lab_folder):
+    for starter_path, _solution in _modules(lab_folder):
+        source = starter_path.read_text(encoding="utf-8")
+        tree = lab_sources.parse(starter_path)
+        assert ast.get_docstring(tree), f"{starter_path.name} needs a module docstring saying what and why"
+        classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+        for name, function in lab_sources.functions(tree).items():
+            if name.split(".")[-1].startswith("_") and not name.endswith("__post_init__"):
+                continue
+            owner = classes.get(name.split(".")[0]) if "." in name else None
+            documented = ast.get_docstring(function) or (name.endswith("__post_init__") and owner is not None and ast.get_docstring(owner))
+            assert documented, f"{starter_path.name}: `{name}` needs a docstring (the spec of what done means)"
+            arguments = [a for a in function.args.posonlyargs + function.args.args + function.args.kwonlyargs if a.arg not in ("self", "cls")]
+            unannotated = [a.arg for a in arguments if a.annotation is None]
+            assert not unannotated and function.returns is not None, f"{starter_path.name}: `{name}` needs full type annotations (missing: {unannotated or ['return']})"
+            if lab_sources.is_exercise(function):
+                lines = source.splitlines()[function.lineno - 1 : function.end_lineno]
+                assert any("# TODO" in line for line in lines), f"{starter_path.name}: exercise `{name}` needs a `# TODO:` saying what to do"
+
+
+@pytest.mark.parametrize("lab_folder", LABS)
+def test_no_solution_code_in_exercises(lab_folder):
+    solution_files = {p.name for p in (REPO / "solutions" / lab_folder).glob("*.py")}
+    for starter in (REPO / "exercises" / lab_folder).glob("*.py"):
+        assert starter.name in solution_files, f"exercises/{lab_folder}/{starter.name} has no reference in solutions/"
+        tree = lab_sources.parse(starter)
+        solution = lab_sources.parse(REPO / "solutions" / lab_folder / starter.name)
+        private = {n for n in lab_sources.top_level_names(solution) if n.startswith("_")} - {n for n in lab_sources.top_level_names(tree) if n.startswith("_")}
+        leaked = private & {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        assert not leaked, f"exercises/{lab_folder}/{starter.name} uses the solution's private helpers {sorted(leaked)}"
+
+
+@pytest.mark.parametrize("lab_folder", LABS)
+def test_reading_guide_follows_the_infralens_structure(lab_folder):
+    readme = REPO / "exercises" / lab_folder / "README.md"
+    assert readme.is_file(), f"{lab_folder} needs a reading guide at exercises/{lab_folder}/README.md"
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith(f"# Lab {lab_folder[3:5]} — "), f"{readme}: the first line must be '# Lab {lab_folder[3:5]} — Title'"
+    positions = [text.find(f"\n{heading}\n") for heading in README_HEADINGS]
+    missing = [h for h, p in zip(README_HEADINGS, positions) if p < 0]
+    assert not missing, f"{readme} lacks the sections {missing}"
+    assert positions == sorted(positions), f"{readme}: sections must come in the order {README_HEADINGS}"
+    assert f"pytest --lab {lab_folder[3:5]}" in text and f"infralens hint lab{lab_folder[3:5]}" in text, f"{readme}: say how to run the checks and get a hint"
+
+
+@pytest.mark.parametrize("lab_folder", LABS)
+def test_hints_cover_every_exercise_the_checks_grade(lab_folder, lab_run):
+    hints = load_hints(REPO / "exercises" / lab_folder)
+    _exit, report, _output = lab_run(lab_folder, "solutions")
+    graded = {c["exercise"] for c in report["checks"]}
+    listed = {h.name for h in hints}
+    assert graded <= listed, f"exercises graded by checks but without hints in exercises/{lab_folder}/hints.toml: {sorted(graded - listed)}"
+    assert listed <= graded, f"hints for exercises that no check grades: {sorted(listed - graded)}"
+    for hint in hints:
+        starter = REPO / "exercises" / lab_folder / hint.file
+        assert starter.is_file(), f"hints.toml: `{hint.name}` names {hint.file}, which is not in exercises/{lab_folder}/"
+        names = lab_sources.top_level_names(lab_sources.parse(starter)) | set(lab_sources.functions(lab_sources.parse(starter)))
+        assert hint.name in names, f"hints.toml: `{hint.name}` is not a function or class of {hint.file}"
+
+
+@pytest.mark.parametrize("lab_folder", LABS)
+def test_public_checks_hold_no_oracle(lab_folder):
+    for check_file in (REPO / "checks" / lab_folder).glob("test_*.py"):
+        if check_file.name.startswith("test_hidden_"):
+            continue
+        tree = lab_sources.parse(check_file)
+        uses = [node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and any(a.arg == "oracle" for a in node.args.args)]
+        assert not uses, f"{check_file.name}: public checks may not use the reference (oracle): {uses}"
+        imports = [ast.unparse(node) for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)) and ("solutions" in ast.unparse(node) or "exercises" in ast.unparse(node))]
+        assert not imports, f"{check_file.name}: checks reach learner code through the lab fixture only, found {imports}"

@@ -1,0 +1,36 @@
+"""Repository-level promises: the README's two commands are what CI runs, and the tree stays clean."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from conftest import LABS, REPO
+
+
+def _readme_commands() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    setup = text.split("## Set-up on a fresh machine", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", setup)
+
+
+def test_readme_gives_exactly_two_setup_commands_and_ci_runs_the_second():
+    commands = _readme_commands()
+    assert len(commands) == 2, f"the set-up section must hold exactly two commands, found {commands}"
+    learner, tests = commands
+    assert learner.endswith("python -m pytest") and "install" in learner
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert tests in ci.splitlines(), f".ci/run must run the README's test command verbatim: {tests!r}"
+    assert ci.index("torch==2.13.0") < ci.index(tests), ".ci/run installs torch 2.13.0 before the project"
+
+
+def test_readme_lab_table_marks_exactly_the_existing_labs_available():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    available = set(re.findall(r"\| `(lab\d\d_[a-z0-9_]+)` \|[^\n]*\| available \|", text))
+    assert available == set(LABS), f"README marks {sorted(available)} available, but checks/ holds {sorted(LABS)}"
+
+
+def test_no_generated_files_are_tracked():
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.splitlines()
+    generated = [p for p in tracked if "__pycache__" in p or p.endswith((".pyc", ".egg-info")) or p.startswith((".pytest_cache", ".infralens/"))]
+    assert not generated, f"generated files are tracked: {generated}"
