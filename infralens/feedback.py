@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from infralens.loader import LabCodeBroken, LabCodeMissing
+from infralens.remote import LearnerProcessError
 
 NOT_STARTED = "not_started"
 FAILED = "failed"
@@ -32,25 +33,42 @@ class Feedback:
 
 
 def classify(excinfo: pytest.ExceptionInfo[BaseException], code_root: Path, display_root: str, check_file: Path) -> Feedback:
-    """Explain ``excinfo`` raised while a check ran learner code living under ``code_root``."""
-    error = excinfo.value
-    learner_frame = _innermost_frame_under(excinfo, code_root)
+    """Explain ``excinfo`` raised while a check ran learner code living under ``code_root``.
 
-    if isinstance(error, NotImplementedError) and learner_frame is not None:
-        function = _function_name(learner_frame)
-        place = _frame_text(learner_frame, code_root, display_root, with_source=False)
+    Learner code that ran in another process (isolated grading) reports its frames on the
+    exception as ``learner_frames``: ``[(function, file, line, source), ...]``, innermost last.
+    """
+    error = excinfo.value
+    frame = _learner_frame(excinfo, code_root, display_root)
+
+    if isinstance(error, NotImplementedError) and frame is not None:
+        function, place, _source = frame
         return Feedback(NOT_STARTED, f"`{function}` is not started: replace its `raise NotImplementedError` at {place}", function)
-    if isinstance(error, (LabCodeMissing, LabCodeBroken)):
-        return Feedback(FAILED, str(error))
+    if isinstance(error, (LabCodeMissing, LabCodeBroken, LearnerProcessError)) and frame is None:
+        return Feedback(FAILED, str(error) + _check_location(excinfo, check_file))
     if isinstance(error, AssertionError):
         return Feedback(FAILED, _assertion_text(error) + _check_location(excinfo, check_file))
     if isinstance(error, pytest.fail.Exception):
         return Feedback(FAILED, str(error.msg if hasattr(error, "msg") else error) + _check_location(excinfo, check_file))
-    raised = f"{type(error).__name__}: {error}"
-    if learner_frame is not None:
-        where = _frame_text(learner_frame, code_root, display_root, with_source=True)
-        return Feedback(FAILED, f"your `{_function_name(learner_frame)}` raised {raised}\n  at {where}")
+    raised = str(error) if isinstance(error, LearnerProcessError) else f"{type(error).__name__}: {error}"
+    if frame is not None:
+        function, place, source = frame
+        return Feedback(FAILED, f"your `{function}` raised {raised}\n  at {place}" + (f"  `{source}`" if source else ""))
     return Feedback(FAILED, f"{raised}{_check_location(excinfo, check_file)}")
+
+
+def _learner_frame(excinfo: pytest.ExceptionInfo[BaseException], code_root: Path, display_root: str) -> tuple[str, str, str] | None:
+    """``(function, "file:line", source)`` of the innermost learner frame, or None."""
+    remote = getattr(excinfo.value, "learner_frames", None)
+    if remote:
+        function, file, line, source = remote[-1]
+        return function, f"{file}:{line}", source.strip()
+    entry = _innermost_frame_under(excinfo, code_root)
+    if entry is None:
+        return None
+    code = entry.frame.code.raw
+    relative = Path(entry.path).resolve().relative_to(code_root.resolve()).as_posix()
+    return getattr(code, "co_qualname", code.co_name), f"{display_root}/{relative}:{entry.lineno + 1}", str(entry.statement).strip()
 
 
 def _assertion_text(error: AssertionError) -> str:
@@ -70,18 +88,6 @@ def _innermost_frame_under(excinfo: pytest.ExceptionInfo[BaseException], root: P
             continue
         found = entry
     return found
-
-
-def _function_name(entry) -> str:
-    code = entry.frame.code.raw
-    return getattr(code, "co_qualname", code.co_name)
-
-
-def _frame_text(entry, root: Path, display_root: str, with_source: bool) -> str:
-    relative = Path(entry.path).resolve().relative_to(root.resolve()).as_posix()
-    place = f"{display_root}/{relative}:{entry.lineno + 1}"
-    source = str(entry.statement).strip() if with_source else ""
-    return f"{place}  `{source}`" if source else place
 
 
 def _check_location(excinfo: pytest.ExceptionInfo[BaseException], check_file: Path) -> str:

@@ -26,6 +26,7 @@ from infralens import feedback
 from infralens.hints import HintsError, load_hints
 from infralens.labs import Lab, discover_labs, lab_of_path, resolve_lab
 from infralens.loader import LabCode, code_root_of_submission
+from infralens.remote import RemoteLabCode, Worker
 from infralens.progress import ERROR, FAILED, NOT_STARTED, PASSED, SKIPPED, CheckRecord, render_table, summarize_lab
 
 HIDDEN_PREFIX = "test_hidden_"
@@ -34,6 +35,9 @@ HELP_SUBMISSION = "check another tree: a repository root holding exercises/, or 
 HELP_LAB = "only run these labs (repeatable or comma-separated): 10, lab10 or lab10_quantization_plan"
 HELP_SEED = "seed for the random inputs of hidden checks (default: a fresh random seed, printed in the header)"
 HELP_REPORT = "write every check's result to this JSON file"
+HELP_ISOLATE = "run learner code in a separate, limited worker process (what grading uses); checks are judged here"
+HELP_CALL_TIMEOUT = "with --isolate: seconds one call into learner code may take (default 10)"
+HELP_MEMORY = "with --isolate: address-space limit of the learner's process in MiB (default 4096)"
 CHECK_MARKER = "check(exercise, points=1): the starter function or class this check grades, and the points it is worth"
 GPU_MARKER = "gpu: needs a CUDA device; skipped with a reason where torch sees none"
 
@@ -45,6 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lab", metavar="LAB", action="append", default=[], help=HELP_LAB)
     group.addoption("--seed", metavar="N", type=int, default=None, help=HELP_SEED)
     group.addoption("--infralens-report", metavar="PATH", default=None, help=HELP_REPORT)
+    group.addoption("--isolate", action="store_true", default=False, help=HELP_ISOLATE)
+    group.addoption("--call-timeout", metavar="SECONDS", type=float, default=10.0, help=HELP_CALL_TIMEOUT)
+    group.addoption("--memory-limit", metavar="MIB", type=int, default=4096, help=HELP_MEMORY)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,6 +88,7 @@ class InfraLensSession:
     seed: int = field(init=False)
     focus: list[Lab] = field(init=False)
     records: dict[str, CheckRecord] = field(init=False, default_factory=dict)
+    worker: Worker | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.repo_root = Path(self.config.rootpath)
@@ -133,11 +141,27 @@ class InfraLensSession:
             config.hook.pytest_deselected(items=deselected)
             items[:] = selected
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not self.config.getoption("isolate"):
+            return
+        # Import the references before any learner process exists, so nothing it does on disk
+        # can change the oracle a hidden check compares with.
+        solutions = self.repo_root / "solutions"
+        for lab in {item.stash[CHECK_KEY].lab for item in session.items if CHECK_KEY in item.stash and item.stash[CHECK_KEY].hidden}:
+            oracle = LabCode(solutions, lab.folder, "solutions")
+            for module in sorted((solutions / lab.folder).glob("*.py")):
+                oracle.module(module.stem)
+
     # --- fixtures' helpers --------------------------------------------------------------------
 
-    def lab_code(self, item: pytest.Item) -> LabCode:
+    def lab_code(self, item: pytest.Item) -> LabCode | RemoteLabCode:
         info = item.stash[CHECK_KEY]
-        return LabCode(self.code_root, info.lab.folder, self.code_display_root)
+        if not self.config.getoption("isolate"):
+            return LabCode(self.code_root, info.lab.folder, self.code_display_root)
+        if self.worker is None:
+            memory = self.config.getoption("memory_limit") << 20
+            self.worker = Worker(self.code_root, self.code_display_root, self.config.getoption("call_timeout"), memory)
+        return RemoteLabCode(self.worker, info.lab.folder)
 
     def oracle_code(self, item: pytest.Item) -> LabCode:
         info = item.stash[CHECK_KEY]
@@ -201,6 +225,8 @@ class InfraLensSession:
             terminalreporter.write_line("\nfull tracebacks: add --tb=long")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.worker is not None:
+            self.worker.close()
         path = self.config.getoption("infralens_report")
         if not path:
             return
