@@ -68,3 +68,12 @@ def test_qwen25_7b_figures_by_hand(qp):
 def test_describe_reports_gib_not_gb(qp):
     line = qp.describe(qp.QuantizationPlan(qp.Target.KV_CACHE, 8), preset("llama-3-8b"), qp.Workload(8, 8192))
     assert "saves 3.94 GiB" in line  # 4,227,858,432 / 2**30 = 3.9375; in GB it would read 4.23
+
+
+def test_gemma2_9b_kv_saving_follows_its_alternating_windows_by_hand(qp):
+    # Gemma-2-9B: 42 layers, 8 KV heads × 256; even layers slide with a 4096-token window.
+    sliding_layers, full_layers, kv_heads, head_dim, tokens, window = 21, 21, 8, 256, 8192, 4096
+    per_vector = head_dim * 2 - (head_dim + 2)  # bf16 − (int8 codes + one fp16 scale) = 254 bytes
+    vectors = 2 * kv_heads * (full_layers * tokens + sliding_layers * window)  # K and V
+    plan = qp.QuantizationPlan(qp.Target.KV_CACHE, 8)
+    assert qp.saved_memory(plan, preset("gemma-2-9b"), qp.Workload(1, tokens)) == vectors * per_vector == 1_048_707_072

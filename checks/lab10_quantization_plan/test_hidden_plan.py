@@ -6,6 +6,8 @@ compared as data: numbers, strings and enum values, never object identity.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from infralens.checking import model_summary, random_dense_model
@@ -50,6 +52,9 @@ def _outcome(call):
 def _random_case(oracle, rng, sliding=False):
     ref = oracle.quantization_plan
     model = random_dense_model(rng, sliding_window=rng.choice([None, 64, 1000]) if sliding else None)
+    if model.sliding_window is not None and rng.random() < 0.5:  # Gemma-2 style: only some layers slide
+        kinds = tuple(rng.choice(["full_attention", "sliding_attention"]) for _ in range(model.num_hidden_layers))
+        model = dataclasses.replace(model, layer_types=kinds)
     plan = _random_plan(ref, rng)
     return model, plan, (rng.randint(1, 32), rng.randint(1, 20000))
 

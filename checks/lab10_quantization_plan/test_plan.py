@@ -172,6 +172,8 @@ WORKED = [
     ("qwen2.5-7b", "weights", {"bits": 8}, (1, 1), 6_522_507_264, "28 layers, one fp16 scale per output channel"),
     ("qwen2.5-7b", "kv_cache", {"bits": 4, "group_size": 32, "zero_point_bits": 8}, (4, 32768), 5_284_823_040, "4 KV heads × 128, groups of 32 with fp16 scale + int8 zero point"),
     ("qwen2.5-7b", "activations", {"bits": 8, "group_size": -1, "number_format": "fp8"}, (2, 2048), 77_594_622, "down_proj input [4096, 18944], one scale"),
+    ("gemma-2-9b", "kv_cache", {"bits": 8}, (1, 8192), 1_048_707_072, "21 full-attention layers hold 8192 tokens, the 21 sliding-window layers only 4096"),
+    ("mistral-7b-v0.1", "kv_cache", {"bits": 8}, (2, 32768), 528_482_304, "every layer's 4096-token window caps the cache"),
 ]
 
 
@@ -276,6 +278,17 @@ def test_activation_saving_follows_tokens_and_mlp_width(lab, rng):
             f"int8 per-token activations at {workload.tokens} tokens, intermediate_size {model.intermediate_size}: saved {saved:,}, "
             f"expected {expected:,} (the down_proj input [tokens, intermediate_size]; hidden_size is {model.hidden_size})"
         )
+
+
+@check("saved_memory", points=1)
+@pytest.mark.parametrize("model_name", ["mixtral-8x7b", "deepseek-v3"])
+def test_saved_memory_rejects_architectures_it_does_not_model(lab, model_name):
+    qp = lab.quantization_plan
+    plan = qp.QuantizationPlan(qp.Target.WEIGHTS, 4, 128)
+    expect_value_error(
+        qp.saved_memory, plan, preset(model_name), qp.Workload(1, 1),
+        what=f"saved_memory(..., {model_name}) (experts or latent attention are not a dense decoder)", must_mention=(model_name,),
+    )
 
 
 @check("saved_memory", points=1)

@@ -228,13 +228,18 @@ def saved_memory(plan: QuantizationPlan, model: ModelConfig, workload: Workload)
       bf16. The saving does not depend on the workload.
     * ``KV_CACHE``: every layer caches K and V for ``batch × held`` tokens; one layer's K cache is
       ``[batch × held × kv_heads, head_dim]`` (a row is one head's vector), V the same. ``held``
-      is ``context_tokens``, capped at ``model.sliding_window`` when the model has one.
+      is ``context_tokens``, capped at ``model.layer_window(i)`` for a sliding-window layer ``i``
+      (Mistral slides on every layer, Gemma-2 on every other one; ``None`` means full attention).
     * ``ACTIVATIONS``: activation quantization shrinks the inputs of the linear layers; the
       largest one alive at a time is down_proj's input ``[batch × context_tokens, intermediate]``,
       and that tensor's saving is the answer (one layer runs at a time).
 
     Each tensor saves ``rows × row_length × 2 − quantized_bytes(plan, rows, row_length)``. A group
     size that does not divide a row raises ``ValueError`` naming the tensor and both numbers.
+
+    Plans cover dense decoders with standard attention: a mixture-of-experts model
+    (``model.routed_experts`` is set) or multi-head latent attention (``model.is_mla``) raises
+    ``ValueError`` naming the model — their tensors are counted in Labs 01 and 02.
 
     Example (checked): Llama-3-8B, KV cache int8 per-token-per-head with fp16 scales, batch 8 ×
     8192 tokens saves 4,227,858,432 bytes (3.94 GiB).

@@ -258,7 +258,8 @@ def saved_memory(plan: QuantizationPlan, model: ModelConfig, workload: Workload)
       bf16. The saving does not depend on the workload.
     * ``KV_CACHE``: every layer caches K and V for ``batch × held`` tokens; one layer's K cache is
       ``[batch × held × kv_heads, head_dim]`` (a row is one head's vector), V the same. ``held``
-      is ``context_tokens``, capped at ``model.sliding_window`` when the model has one.
+      is ``context_tokens``, capped at ``model.layer_window(i)`` for a sliding-window layer ``i``
+      (Mistral slides on every layer, Gemma-2 on every other one; ``None`` means full attention).
     * ``ACTIVATIONS``: activation quantization shrinks the inputs of the linear layers; the
       largest one alive at a time is down_proj's input ``[batch × context_tokens, intermediate]``,
       and that tensor's saving is the answer (one layer runs at a time).
@@ -266,9 +267,16 @@ def saved_memory(plan: QuantizationPlan, model: ModelConfig, workload: Workload)
     Each tensor saves ``rows × row_length × 2 − quantized_bytes(plan, rows, row_length)``. A group
     size that does not divide a row raises ``ValueError`` naming the tensor and both numbers.
 
+    Plans cover dense decoders with standard attention: a mixture-of-experts model
+    (``model.routed_experts`` is set) or multi-head latent attention (``model.is_mla``) raises
+    ``ValueError`` naming the model — their tensors are counted in Labs 01 and 02.
+
     Example (checked): Llama-3-8B, KV cache int8 per-token-per-head with fp16 scales, batch 8 ×
     8192 tokens saves 4,227,858,432 bytes (3.94 GiB).
     """
+    if model.routed_experts is not None or model.is_mla:
+        kind = "mixture-of-experts layers" if model.routed_experts is not None else "multi-head latent attention"
+        raise ValueError(f"{model.name} has {kind}; quantization plans here cover dense decoders with standard attention")
     if plan.target is Target.WEIGHTS:
         hidden, mlp = model.hidden_size, model.intermediate_size
         q_width, kv_width = model.num_attention_heads * model.head_dim, model.num_key_value_heads * model.head_dim
@@ -284,10 +292,13 @@ def saved_memory(plan: QuantizationPlan, model: ModelConfig, workload: Workload)
         per_layer = sum(_tensor_saving(plan, out, in_, f"{name} weight [{out}, {in_}]") for name, (out, in_) in linears.items())
         return model.num_hidden_layers * per_layer
     if plan.target is Target.KV_CACHE:
-        held = workload.context_tokens if model.sliding_window is None else min(workload.context_tokens, model.sliding_window)
-        rows = workload.batch * held * model.num_key_value_heads  # (B·T·kv_heads, head_dim) per layer, for K and for V
-        per_tensor = _tensor_saving(plan, rows, model.head_dim, f"KV cache rows of head_dim={model.head_dim}")
-        return 2 * model.num_hidden_layers * per_tensor  # K and V, in every layer
+        saved = 0
+        for layer in range(model.num_hidden_layers):
+            window = model.layer_window(layer)  # a sliding-window layer keeps only its last `window` tokens
+            held = workload.context_tokens if window is None else min(workload.context_tokens, window)
+            rows = workload.batch * held * model.num_key_value_heads  # (B·T·kv_heads, head_dim) per layer, for K and for V
+            saved += 2 * _tensor_saving(plan, rows, model.head_dim, f"KV cache rows of head_dim={model.head_dim}")  # K and V
+        return saved
     # Activations: the largest linear input alive at a time is down_proj's, (B·T, intermediate).
     return _tensor_saving(plan, workload.tokens, model.intermediate_size, f"down_proj input [tokens, intermediate_size={model.intermediate_size}]")
 
