@@ -4,6 +4,10 @@
     infralens hint LAB [--level N] [--exercise NAME]
     infralens models [NAME]
     infralens mutants [LAB ...]
+    infralens grade SUBMISSION... [--labs LABS] [--jobs N] [--seed S] [--csv F] [--json F] [--gradescope F] [--junit F]
+    infralens merge SHARD.json... --json F [--csv F] [--junit F]
+    infralens release OUT
+    infralens gradescope OUT
 
 Run it anywhere inside a checkout (it finds the folder holding ``checks/`` and ``exercises/``),
 or point it elsewhere with ``--root``.
@@ -60,6 +64,37 @@ def _parser() -> argparse.ArgumentParser:
     mutants = commands.add_parser("mutants", help="check that each lab's checks catch its mutants (needs solutions/)")
     mutants.add_argument("labs", nargs="*", help="labs to test (default: every lab with a mutants file)")
     mutants.set_defaults(command=_mutants)
+
+    grade = commands.add_parser("grade", help="grade submissions; learner code runs isolated from the judge")
+    grade.add_argument("submissions", nargs="+", type=Path, help="repo roots holding exercises/, or folders of labNN_* folders")
+    grade.add_argument("--labs", default="", help="comma-separated labs to grade (default: all), e.g. lab10,lab02")
+    grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    grade.add_argument("--seed", type=int, default=None, help="seed for hidden checks' inputs (default: random, recorded in every output)")
+    grade.add_argument("--timeout", type=float, default=60.0, help="seconds per check (default 60)")
+    grade.add_argument("--call-timeout", type=float, default=10.0, help="seconds per call into learner code (default 10)")
+    grade.add_argument("--memory-limit", type=int, default=4096, help="MiB of address space for learner code (default 4096)")
+    grade.add_argument("--shard", default=None, help="i/n: grade only the i-th of n slices of the submissions (a CI matrix job)")
+    grade.add_argument("--withhold-hidden", action="store_true", help="replace hidden checks' failure messages with a notice")
+    grade.add_argument("--csv", type=Path, help="one row per submission: path, points per lab, total")
+    grade.add_argument("--json", type=Path, help="full detail: every check of every submission")
+    grade.add_argument("--gradescope", type=Path, help="Gradescope results.json (exactly one submission)")
+    grade.add_argument("--junit", type=Path, help="JUnit XML, a testsuite per submission")
+    grade.set_defaults(command=_grade)
+
+    merge = commands.add_parser("merge", help="combine the --json outputs of sharded grading runs")
+    merge.add_argument("inputs", nargs="+", type=Path)
+    merge.add_argument("--json", type=Path, required=True)
+    merge.add_argument("--csv", type=Path)
+    merge.add_argument("--junit", type=Path)
+    merge.set_defaults(command=_merge)
+
+    release = commands.add_parser("release", help="write a student version: no solutions, no hidden checks")
+    release.add_argument("out", type=Path)
+    release.set_defaults(command=_release)
+
+    gradescope = commands.add_parser("gradescope", help="write a Gradescope autograder bundle (setup.sh, run_autograder)")
+    gradescope.add_argument("out", type=Path)
+    gradescope.set_defaults(command=_gradescope)
     return parser
 
 
@@ -147,3 +182,78 @@ def _mutants(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _grade(args: argparse.Namespace) -> int:
+    import secrets
+
+    from infralens import grade_reports
+    from infralens.grading import GradeOptions, grade, shard, summary
+
+    root = _root(args)
+    labs = discover_labs(root)
+    chosen = tuple(resolve_lab(name, labs).folder for name in args.labs.split(",") if name.strip())
+    submissions = shard(list(args.submissions), args.shard) if args.shard else list(args.submissions)
+    if args.gradescope and len(submissions) != 1:
+        raise ValueError(f"--gradescope writes one submission's results.json; got {len(submissions)} submissions")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    options = GradeOptions(chosen, seed, args.timeout, args.call_timeout, args.memory_limit, args.jobs)
+    print(f"grading {len(submissions)} submission{'s' if len(submissions) != 1 else ''} · seed {seed} · {args.jobs} at a time", file=sys.stderr)
+    checks, results = grade(root, submissions, options, on_done=_progress_bar())
+    if args.csv:
+        grade_reports.write_csv(args.csv, checks, results)
+    if args.json:
+        grade_reports.write_json(args.json, checks, results, args.withhold_hidden)
+    if args.junit:
+        grade_reports.write_junit(args.junit, checks, results, args.withhold_hidden)
+    if args.gradescope:
+        grade_reports.write_gradescope(args.gradescope, checks, results[0], withhold_hidden=True)
+    print(summary(checks, results))
+    return 0
+
+
+def _progress_bar():
+    """A one-line bar on a terminal; one line per submission otherwise (CI logs)."""
+    live = sys.stderr.isatty()
+
+    def show(done: int, total: int, result) -> None:
+        status = f"{result.path}: {result.error}" if result.error else f"{result.path}: {sum(c['outcome'] == 'passed' for c in result.checks)}/{len(result.checks)} checks"
+        if live:
+            filled = round(30 * done / total)
+            print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}  {status[:60]:<60}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+        else:
+            print(f"[{done}/{total}] {status} ({result.seconds:.1f} s)", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from infralens import grade_reports
+    from infralens.grading import summary
+
+    checks, results = grade_reports.merge(list(args.inputs))
+    grade_reports.write_json(args.json, checks, results)
+    if args.csv:
+        grade_reports.write_csv(args.csv, checks, results)
+    if args.junit:
+        grade_reports.write_junit(args.junit, checks, results)
+    print(summary(checks, results))
+    return 0
+
+
+def _release(args: argparse.Namespace) -> int:
+    from infralens.release import write_release
+
+    out = write_release(_root(args), args.out)
+    print(f"student version written to {out}: no solutions/, no hidden checks; `cd {out} && python -m pytest` is the learner's run")
+    return 0
+
+
+def _gradescope(args: argparse.Namespace) -> int:
+    from infralens.release import write_gradescope_bundle
+
+    archive = write_gradescope_bundle(_root(args), args.out)
+    print(f"Gradescope autograder bundle written to {archive} (upload it as the autograder zip)")
+    return 0

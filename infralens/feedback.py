@@ -53,7 +53,8 @@ def classify(excinfo: pytest.ExceptionInfo[BaseException], code_root: Path, disp
     raised = str(error) if isinstance(error, LearnerProcessError) else f"{type(error).__name__}: {error}"
     if frame is not None:
         function, place, source = frame
-        return Feedback(FAILED, f"your `{function}` raised {raised}\n  at {place}" + (f"  `{source}`" if source else ""))
+        who = "importing your module" if function == "<module>" else f"your `{function}`"
+        return Feedback(FAILED, f"{who} raised {raised}\n  at {place}" + (f"  `{source}`" if source else ""))
     return Feedback(FAILED, f"{raised}{_check_location(excinfo, check_file)}")
 
 

@@ -33,6 +33,7 @@ HIDDEN_PREFIX = "test_hidden_"
 HELP_SOLUTIONS = "check solutions/ (the references) instead of exercises/"
 HELP_SUBMISSION = "check another tree: a repository root holding exercises/, or a folder of labNN_* folders"
 HELP_LAB = "only run these labs (repeatable or comma-separated): 10, lab10 or lab10_quantization_plan"
+HELP_EXERCISE = "only the checks of these exercises (repeatable or comma-separated), e.g. --exercise saved_memory"
 HELP_SEED = "seed for the random inputs of hidden checks (default: a fresh random seed, printed in the header)"
 HELP_REPORT = "write every check's result to this JSON file"
 HELP_ISOLATE = "run learner code in a separate, limited worker process (what grading uses); checks are judged here"
@@ -47,6 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--solutions", action="store_true", default=False, help=HELP_SOLUTIONS)
     group.addoption("--submission", metavar="PATH", default=None, help=HELP_SUBMISSION)
     group.addoption("--lab", metavar="LAB", action="append", default=[], help=HELP_LAB)
+    group.addoption("--exercise", metavar="NAME", action="append", default=[], help=HELP_EXERCISE)
     group.addoption("--seed", metavar="N", type=int, default=None, help=HELP_SEED)
     group.addoption("--infralens-report", metavar="PATH", default=None, help=HELP_REPORT)
     group.addoption("--isolate", action="store_true", default=False, help=HELP_ISOLATE)
@@ -87,8 +89,10 @@ class InfraLensSession:
     code_display_root: str = field(init=False)
     seed: int = field(init=False)
     focus: list[Lab] = field(init=False)
+    exercises: set[str] = field(init=False)
     records: dict[str, CheckRecord] = field(init=False, default_factory=dict)
     worker: Worker | None = field(init=False, default=None)
+    collected: list[dict] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.repo_root = Path(self.config.rootpath)
@@ -108,6 +112,7 @@ class InfraLensSession:
         seed = self.config.getoption("seed")
         self.seed = seed if seed is not None else secrets.randbelow(2**31)
         labs = discover_labs(self.repo_root) if (self.repo_root / "checks").is_dir() else []
+        self.exercises = {name.strip() for names in self.config.getoption("exercise") for name in names.split(",") if name.strip()}
         try:
             self.focus = [resolve_lab(name, labs) for names in self.config.getoption("lab") for name in names.split(",") if name.strip()]
         except ValueError as error:
@@ -130,10 +135,11 @@ class InfraLensSession:
             if marker is None:
                 raise pytest.UsageError(f"{item.nodeid} has no @pytest.mark.check(exercise, points=...) marker: every check must say what it grades")
             exercise, points = _check_marker_args(item, marker)
-            item.stash[CHECK_KEY] = CheckInfo(lab, exercise, points, item.path.name.startswith(HIDDEN_PREFIX))
-            if self.focus and lab not in self.focus:
+            item.stash[CHECK_KEY] = info = CheckInfo(lab, exercise, points, item.path.name.startswith(HIDDEN_PREFIX))
+            if (self.focus and lab not in self.focus) or (self.exercises and exercise not in self.exercises):
                 deselected.append(item)
                 continue
+            self.collected.append({"nodeid": item.nodeid, "lab": lab.folder, "exercise": exercise, "points": points, "hidden": info.hidden})
             if item.get_closest_marker("gpu") is not None and not _cuda_available():
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA device; torch.cuda.is_available() is False here"))
             selected.append(item)
@@ -214,13 +220,16 @@ class InfraLensSession:
         if not self.records:
             return
         terminalreporter.section("InfraLens", sep="=", bold=True)
-        not_started = self._not_started_by_function()
+        rows = self.progress()
+        # A lab not begun at all is summed up by its "next" line; list functions only mid-lab.
+        begun = {row.lab for row in rows if row.status != "not started"}
+        not_started = {key: value for key, value in self._not_started_by_function().items() if key[0] in begun}
         if not_started:
             terminalreporter.write_line("Not started yet (no traceback for work not begun):")
             for (lab, _function), (count, message) in not_started.items():
                 terminalreporter.write_line(f"  {lab[:5]}  {message} ({count} check{'s' if count != 1 else ''} waiting)")
             terminalreporter.write_line("")
-        terminalreporter.write_line(render_table(self.progress(), self.code_display_root))
+        terminalreporter.write_line(render_table(rows, self.code_display_root))
         if self._compact() and any(r.outcome in (FAILED, ERROR) for r in self.records.values()):
             terminalreporter.write_line("\nfull tracebacks: add --tb=long")
 
@@ -234,6 +243,7 @@ class InfraLensSession:
             "code_root": str(self.code_root),
             "seed": self.seed,
             "checks": [record.to_json() for record in self.records.values()],
+            "collected": self.collected,
             "labs": [row.__dict__ for row in self.progress()],
         }
         Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -33,6 +33,7 @@ from infralens.loader import LabCodeBroken, LabCodeMissing
 from infralens.worker import BOOTSTRAP
 
 NOBODY = 65534
+STARTUP_TIMEOUT_SECONDS = 120  # starting Python and importing torch, before any learner code runs
 OUTPUT_TAIL_CHARS = 2000
 RAISED_AS_IS = {
     "ArithmeticError", "AttributeError", "IndexError", "KeyError", "LookupError", "NameError", "NotImplementedError",
@@ -87,6 +88,15 @@ class Worker:
         )
         os.close(request_read)
         os.close(reply_write)
+        try:
+            hello, _frames = wire.read_message(_DeadlineReader(self._replies, STARTUP_TIMEOUT_SECONDS))
+        except (TimeoutError, EOFError, wire.WireError) as error:
+            tail = self._output_tail()
+            self.close()
+            raise LearnerProcessError(f"the learner process could not start ({type(error).__name__}){tail}") from None
+        if hello != {"ready": True}:
+            self.close()
+            raise LearnerProcessError("the learner process did not start properly")
 
     def _limits(self) -> None:
         """Runs in the child before Python starts: own process group, resource limits, no privileges."""

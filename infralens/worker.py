@@ -93,6 +93,7 @@ def main(argv: list[str]) -> None:
     requests, replies = os.fdopen(in_fd, "rb", buffering=0), os.fdopen(out_fd, "wb")
     session = Session(code_root)
     os.chdir(code_root)
+    wire.write_message(replies, {"ready": True}, [])  # imports done: from here on, time is the learner's
     while True:
         try:
             header, frames = wire.read_message(requests)
