@@ -19,6 +19,7 @@ import secrets
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -26,7 +27,9 @@ from infralens import feedback
 from infralens.hints import HintsError, load_hints
 from infralens.labs import Lab, discover_labs, lab_of_path, resolve_lab
 from infralens.loader import LabCode, code_root_of_submission
-from infralens.remote import RemoteLabCode, Worker
+
+if TYPE_CHECKING:
+    from infralens.remote import RemoteLabCode, Worker
 from infralens.progress import ERROR, FAILED, NOT_STARTED, PASSED, SKIPPED, CheckRecord, render_table, summarize_lab
 
 HIDDEN_PREFIX = "test_hidden_"
@@ -79,7 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(InfraLensSession(config), "infralens-session")
 
 
-@dataclass
+@dataclass(eq=False)  # a pytest plugin must hash by identity
 class InfraLensSession:
     """Per-run state: the trees, the seed, the labs, and the records the progress table is built from."""
 
@@ -92,6 +95,7 @@ class InfraLensSession:
     exercises: set[str] = field(init=False)
     records: dict[str, CheckRecord] = field(init=False, default_factory=dict)
     worker: Worker | None = field(init=False, default=None)
+    remote_labs: dict[str, RemoteLabCode] = field(init=False, default_factory=dict)
     collected: list[dict] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -147,6 +151,10 @@ class InfraLensSession:
             config.hook.pytest_deselected(items=deselected)
             items[:] = selected
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.config.getoption("isolate") and not self.config.getoption("collectonly"):
+            self._worker().start()  # the learner's Python and torch start up while checks are collected
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if not self.config.getoption("isolate"):
             return
@@ -164,10 +172,19 @@ class InfraLensSession:
         info = item.stash[CHECK_KEY]
         if not self.config.getoption("isolate"):
             return LabCode(self.code_root, info.lab.folder, self.code_display_root)
+        if info.lab.folder not in self.remote_labs:
+            from infralens.remote import RemoteLabCode
+
+            self.remote_labs[info.lab.folder] = RemoteLabCode(self._worker(), info.lab.folder)
+        return self.remote_labs[info.lab.folder]
+
+    def _worker(self) -> Worker:
+        from infralens.remote import Worker  # only --isolate pays for the worker machinery
+
         if self.worker is None:
             memory = self.config.getoption("memory_limit") << 20
             self.worker = Worker(self.code_root, self.code_display_root, self.config.getoption("call_timeout"), memory)
-        return RemoteLabCode(self.worker, info.lab.folder)
+        return self.worker
 
     def oracle_code(self, item: pytest.Item) -> LabCode:
         info = item.stash[CHECK_KEY]
@@ -186,18 +203,36 @@ class InfraLensSession:
 
     # --- reporting ----------------------------------------------------------------------------
 
+    @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_makereport")  # pytest only registers pytest_* names
+    def pytest_compact_failure_report(self, item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport | None:
+        """A failed check's report, built from the learner-facing message alone.
+
+        Skipping pytest's own traceback rendering matters: it costs tens of milliseconds per
+        failure, and an untouched starter fails every check. With ``--tb`` given, pytest's
+        default report is kept and only the verdict is attached (see the wrapper below).
+        """
+        error = call.excinfo.value if call.excinfo is not None else None
+        if CHECK_KEY not in item.stash or not self._compact() or not isinstance(error, (Exception, pytest.fail.Exception)):
+            return None
+        verdict = feedback.classify(call.excinfo, self.code_root, self.code_display_root, item.path)
+        sections = [(f"Captured {key} {when}", content) for when, key, content in item._report_sections]
+        keywords = {name: 1 for name in item.keywords}
+        report = pytest.TestReport(
+            item.nodeid, item.location, keywords, "failed", verdict.message, call.when, sections, call.duration, call.start, call.stop, item.user_properties
+        )
+        report.infralens_verdict = verdict
+        return report
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        """Record every check's outcome; with ``--tb`` given, attach the verdict to pytest's report."""
         report = yield
         info = item.stash.get(CHECK_KEY, None)
         if info is None:
             return report
-        verdict = None
-        if report.failed and call.excinfo is not None:
-            verdict = feedback.classify(call.excinfo, self.code_root, self.code_display_root, item.path)
-            report.infralens_outcome = verdict.outcome
-            if self._compact():
-                report.longrepr = verdict.message
+        verdict = getattr(report, "infralens_verdict", None)
+        if verdict is None and report.failed and call.excinfo is not None:
+            verdict = report.infralens_verdict = feedback.classify(call.excinfo, self.code_root, self.code_display_root, item.path)
         if report.when == "call" or (report.when == "setup" and not report.passed):
             self.records[item.nodeid] = CheckRecord(
                 nodeid=item.nodeid,
@@ -212,7 +247,8 @@ class InfraLensSession:
         return report
 
     def pytest_report_teststatus(self, report: pytest.TestReport):
-        if getattr(report, "infralens_outcome", None) == NOT_STARTED:
+        verdict = getattr(report, "infralens_verdict", None)
+        if verdict is not None and verdict.outcome == NOT_STARTED:
             return "not started", "N", ("NOT STARTED", {"yellow": True})
         return None
 
@@ -304,7 +340,8 @@ def _outcome(report: pytest.TestReport) -> str:
         return PASSED
     if report.skipped:
         return SKIPPED
-    if getattr(report, "infralens_outcome", None) == NOT_STARTED:
+    verdict = getattr(report, "infralens_verdict", None)
+    if verdict is not None and verdict.outcome == NOT_STARTED:
         return NOT_STARTED
     return FAILED if report.when == "call" else ERROR
 

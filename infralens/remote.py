@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import builtins
 import os
-import resource
 import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import torch
 
 from infralens import wire
 from infralens.loader import LabCodeBroken, LabCodeMissing
@@ -88,8 +85,15 @@ class Worker:
         )
         os.close(request_read)
         os.close(reply_write)
+        self._writer = os.fdopen(self._requests, "wb")
+        self._reader = _DeadlineReader(self._replies)
+        self._ready = False
+
+    def _await_ready(self) -> None:
+        """Wait for the worker's hello: Python started and torch imported, before any learner code."""
+        self._reader.set_deadline(STARTUP_TIMEOUT_SECONDS)
         try:
-            hello, _frames = wire.read_message(_DeadlineReader(self._replies, STARTUP_TIMEOUT_SECONDS))
+            hello, _frames = wire.read_message(self._reader)
         except (TimeoutError, EOFError, wire.WireError) as error:
             tail = self._output_tail()
             self.close()
@@ -97,9 +101,12 @@ class Worker:
         if hello != {"ready": True}:
             self.close()
             raise LearnerProcessError("the learner process did not start properly")
+        self._ready = True
 
     def _limits(self) -> None:
         """Runs in the child before Python starts: own process group, resource limits, no privileges."""
+        import resource  # POSIX only, like isolated grading itself; learners on any OS never get here
+
         os.setsid()
         resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
@@ -112,7 +119,12 @@ class Worker:
     @property
     def drops_privileges(self) -> bool:
         """Run the worker as ``nobody``: possible when we are root and ``nobody`` can use this Python."""
-        return os.geteuid() == 0 and _usable_by_others(Path(sys.executable).resolve(), Path(np.__file__).parent, Path(torch.__file__).parent)
+        if os.geteuid() != 0:
+            return False
+        import numpy
+        import torch
+
+        return _usable_by_others(Path(sys.executable).resolve(), Path(numpy.__file__).parent, Path(torch.__file__).parent)
 
     def _open_to_worker_user(self, scratch: Path) -> None:
         if not self.drops_privileges:
@@ -129,8 +141,11 @@ class Worker:
             except (ProcessLookupError, PermissionError):
                 pass
             self.process.wait()
-            for fd in (self._requests, self._replies):
-                os.close(fd)
+            try:
+                self._writer.close()
+            except OSError:  # the worker is gone; unsent bytes do not matter
+                pass
+            os.close(self._replies)
             self.output.close()
             self.process = None
         if self.scratch is not None:
@@ -151,10 +166,12 @@ class Worker:
         """Send one request; return the decoded value or raise what the learner's code raised."""
         if self.process is None:
             self.start()
+        if not self._ready:
+            self._await_ready()
         try:
-            with os.fdopen(os.dup(self._requests), "wb") as stream:
-                wire.write_message(stream, header, frames)
-            reply, reply_frames = wire.read_message(_DeadlineReader(self._replies, self.call_timeout))
+            wire.write_message(self._writer, header, frames)
+            self._reader.set_deadline(self.call_timeout)
+            reply, reply_frames = wire.read_message(self._reader)
         except TimeoutError:
             self.close()
             raise LearnerProcessError(f"your code did not return within {self.call_timeout:g} s ({what}): an infinite loop, or far too slow") from None
@@ -196,18 +213,23 @@ def _usable_by_others(*paths: Path) -> bool:
 
 
 class _DeadlineReader:
-    """``read(n)`` on a pipe that raises ``TimeoutError`` once ``seconds`` have passed in total."""
+    """Buffered ``read(n)`` on a pipe that raises ``TimeoutError`` past the current deadline."""
 
-    def __init__(self, fd: int, seconds: float):
-        import time
+    def __init__(self, fd: int):
+        self.fd, self.buffer, self.deadline = fd, bytearray(), 0.0
 
-        self.fd, self.deadline, self.clock = fd, time.monotonic() + seconds, time.monotonic
+    def set_deadline(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
 
     def read(self, size: int) -> bytes:
-        remaining = self.deadline - self.clock()
-        if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
-            raise TimeoutError
-        return os.read(self.fd, min(size, 1 << 20))
+        if not self.buffer:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
+                raise TimeoutError
+            self.buffer += os.read(self.fd, 1 << 20)  # empty at EOF: read_message sees that as EOFError
+        chunk = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return chunk
 
 
 def _exit_reason(code: int | None) -> str:
@@ -247,12 +269,13 @@ class RemoteObject:
     """An object that lives in the learner's process. Attribute reads and calls are requests;
     equality and hashing are identity in the worker, so learner code cannot fake a match."""
 
-    __slots__ = ("_worker", "_handle", "_generation")
+    __slots__ = ("_worker", "_handle", "_generation", "_static_attributes")
 
     def __init__(self, worker: Worker, handle: wire.Handle, generation: int):
         object.__setattr__(self, "_worker", worker)
         object.__setattr__(self, "_handle", handle)
         object.__setattr__(self, "_generation", generation)
+        object.__setattr__(self, "_static_attributes", {})
 
     def _ask(self, op: str, what: str, **fields: Any) -> Any:
         if self._generation != self._worker.generation:
@@ -266,7 +289,13 @@ class RemoteObject:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)  # Python's own protocol probes stay on this side
-        return self._ask("getattr", f"reading `{self._handle.type_name}.{name}`", name=name)
+        if name in self._static_attributes:
+            return self._static_attributes[name]
+        value = self._ask("getattr", f"reading `{self._handle.type_name}.{name}`", name=name)
+        if self._handle.static and isinstance(value, RemoteObject):
+            # A class's or module's functions, classes and enum members: one round trip each.
+            self._static_attributes[name] = value
+        return value
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._ask("call", f"calling `{self._handle.type_name}`", args=list(args), kwargs=dict(kwargs))

@@ -15,13 +15,14 @@ A message is a JSON header plus binary frames (tensor and array payloads)::
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import math
 import struct
+import sys
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
-import torch
 
 MAX_MESSAGE_BYTES = 1 << 30  # a worker cannot make the judge allocate more than 1 GiB per message
 TOOLING_DATACLASSES = {"infralens.models.ModelConfig"}
@@ -33,10 +34,12 @@ class WireError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Handle:
-    """A reference to an object that lives in the worker: its id there and its type's name."""
+    """A reference to an object that lives in the worker: its id there, its type's name, and
+    whether it is a class or module (whose attributes the judge may cache)."""
 
     id: int
     type_name: str
+    static: bool = False
 
 
 def encode(value: Any, frames: list[bytes], as_handle: Callable[[Any], Handle] | None = None) -> Any:
@@ -63,7 +66,8 @@ def encode(value: Any, frames: list[bytes], as_handle: Callable[[Any], Handle] |
         return {"set": [encode(v, frames, as_handle) for v in value]}
     if kind is dict:
         return {"dict": [[encode(k, frames, as_handle), encode(v, frames, as_handle)] for k, v in value.items()]}
-    if kind is torch.Tensor:
+    torch = sys.modules.get("torch")  # no torch imported: no value can be a tensor, and no import is paid
+    if torch is not None and kind is torch.Tensor:
         tensor = value.detach().to("cpu").contiguous()
         frames.append(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
         return {"tensor": len(frames) - 1, "dtype": str(tensor.dtype).removeprefix("torch."), "shape": list(tensor.shape)}
@@ -71,7 +75,7 @@ def encode(value: Any, frames: list[bytes], as_handle: Callable[[Any], Handle] |
         array = np.ascontiguousarray(value)
         frames.append(array.tobytes())
         return {"ndarray": len(frames) - 1, "dtype": array.dtype.str, "shape": list(array.shape)}
-    if kind is torch.dtype:
+    if torch is not None and kind is torch.dtype:
         return {"torch_dtype": str(value).removeprefix("torch.")}
     if isinstance(value, np.dtype) and value.kind in "biufc":
         return {"np_dtype": value.str}
@@ -83,11 +87,11 @@ def encode(value: Any, frames: list[bytes], as_handle: Callable[[Any], Handle] |
         fields = {f.name: encode(getattr(value, f.name), frames, as_handle) for f in dataclasses.fields(value)}
         return {"dataclass": qualified, "fields": fields}
     if isinstance(value, Handle):
-        return {"handle": value.id, "type": value.type_name}
+        return {"handle": value.id, "type": value.type_name, "static": value.static}
     if as_handle is None:
         raise WireError(f"cannot send a {kind.__name__} to the learner's process: only data (numbers, strings, tensors, arrays, containers) crosses")
     handle = as_handle(value)
-    return {"handle": handle.id, "type": handle.type_name}
+    return {"handle": handle.id, "type": handle.type_name, "static": handle.static}
 
 
 def decode(data: Any, frames: list[bytes], make_handle: Callable[[Handle], Any]) -> Any:
@@ -131,6 +135,7 @@ def decode(data: Any, frames: list[bytes], make_handle: Callable[[Handle], Any])
             raise WireError(f"array payload of {len(payload)} bytes does not fit {dtype} {shape}")
         return np.frombuffer(payload, dtype=dtype).reshape(shape).copy()
     if "torch_dtype" in data:
+        torch = importlib.import_module("torch")
         dtype = getattr(torch, str(data["torch_dtype"]), None)
         if not isinstance(dtype, torch.dtype):
             raise WireError(f"unknown torch dtype {data['torch_dtype']!r}")
@@ -146,9 +151,9 @@ def decode(data: Any, frames: list[bytes], make_handle: Callable[[Handle], Any])
     if "dataclass" in data:
         return _tooling_dataclass(data, frames, make_handle)
     if "handle" in data:
-        if type(data["handle"]) is not int or type(data.get("type")) is not str:
+        if type(data["handle"]) is not int or type(data.get("type")) is not str or type(data.get("static", False)) is not bool:
             raise WireError("malformed handle")
-        return make_handle(Handle(data["handle"], data["type"][:200]))
+        return make_handle(Handle(data["handle"], data["type"][:200], data.get("static", False)))
     raise WireError(f"unknown tag in a message: {sorted(data)[:3]}")
 
 
@@ -180,7 +185,8 @@ def _numeric_dtype(name: Any) -> np.dtype:
     return dtype
 
 
-def _tensor(data: dict, frames: list[bytes]) -> torch.Tensor:
+def _tensor(data: dict, frames: list[bytes]) -> Any:
+    torch = importlib.import_module("torch")
     dtype = getattr(torch, str(data.get("dtype")), None)
     if not isinstance(dtype, torch.dtype):
         raise WireError(f"unknown tensor dtype {data.get('dtype')!r}")
@@ -199,8 +205,6 @@ def _tooling_dataclass(data: dict, frames: list[bytes], make_handle: Callable[[H
     if qualified not in TOOLING_DATACLASSES:
         raise WireError(f"{qualified!r} is not a tooling dataclass that may cross")
     module_name, _, class_name = qualified.rpartition(".")
-    import importlib
-
     cls = getattr(importlib.import_module(module_name), class_name)
     fields = data.get("fields")
     if type(fields) is not dict:

@@ -15,6 +15,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from infralens import wire
@@ -37,7 +38,7 @@ class Session:
         if key not in self.ids:
             self.ids[key] = len(self.objects) + 1
             self.objects[self.ids[key]] = value
-        return wire.Handle(self.ids[key], type(value).__name__)
+        return wire.Handle(self.ids[key], type(value).__name__, isinstance(value, (type, ModuleType)))
 
     def resolve(self, handle: wire.Handle) -> Any:
         try:
@@ -90,7 +91,10 @@ class Session:
 def main(argv: list[str]) -> None:
     code_root, in_fd, out_fd = Path(argv[0]), int(argv[1]), int(argv[2])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a huge print fails with an error instead of killing us
-    requests, replies = os.fdopen(in_fd, "rb", buffering=0), os.fdopen(out_fd, "wb")
+    requests, replies = os.fdopen(in_fd, "rb"), os.fdopen(out_fd, "wb")
+    import numpy  # noqa: F401  the heavy libraries load before the hello, on the judge's clock
+    import torch  # noqa: F401
+
     session = Session(code_root)
     os.chdir(code_root)
     wire.write_message(replies, {"ready": True}, [])  # imports done: from here on, time is the learner's

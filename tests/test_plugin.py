@@ -30,10 +30,17 @@ def test_untouched_starter_is_reported_as_not_started_without_tracebacks(kata_re
     out = result.stdout.str()
     assert result.ret == 1, out
     assert "3 not started" in out
-    assert "`add` is not started: replace its `raise NotImplementedError` at exercises/lab99_demo/demo.py:7" in out
     assert "Traceback" not in out and "def test_" not in out and "FAILURES" not in out
+    assert "Not started yet" not in out, "a lab not begun at all is summed up by its next line, not listed function by function"
     assert "lab99  demo   0/3     0/4     not started" in out
     assert "next for lab99: start `add` in exercises/lab99_demo/demo.py (stuck? infralens hint lab99)" in out
+
+
+def test_mid_lab_the_functions_not_started_are_listed_with_their_file_and_line(kata_repo, pytester):
+    write(kata_repo / "exercises/lab99_demo/demo.py", SOLVED_WRONG.replace("a - b", "a + b").replace("return 2 * a", "# TODO: double it\n    raise NotImplementedError"))
+    out = _run(pytester).stdout.str()
+    assert "lab99  `double` is not started: replace its `raise NotImplementedError` at exercises/lab99_demo/demo.py:9 (1 check waiting)" in out
+    assert "2 passed, 1 not started" in out
 
 
 def test_solutions_pass_and_exit_zero(kata_repo, pytester):
