@@ -74,6 +74,18 @@ def expect_value_error(call: Callable[..., Any], *args: Any, what: str, must_men
     pytest.fail(f"{what} should raise ValueError, but returned {result!r}", pytrace=False)
 
 
+def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    """``("value", call())``, or ``("ValueError", None)`` when it raises ``ValueError``.
+
+    Hidden checks compare the learner's outcome with the reference's, so "both reject this input"
+    counts as agreement. ``NotImplementedError`` and every other exception propagate.
+    """
+    try:
+        return "value", call()
+    except ValueError:
+        return "ValueError", None
+
+
 def digest(value: Any) -> str:
     """A short SHA-256 of ``str(value)``: lets a public check hold an answer without revealing it."""
     return hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:16]

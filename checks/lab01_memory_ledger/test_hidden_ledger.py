@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import pytest
 
+from infralens.checking import outcome
+
 from lab01_memory_ledger_inputs import FAMILIES, describe, random_model
 
 check = pytest.mark.check
 CASES = 40
 FIELDS = ("embeddings", "attention", "mlp", "router", "norms", "lm_head")
-
-
-def _outcome(call):
-    """``("value", result)`` or ``("ValueError", None)``; NotImplementedError and other errors propagate."""
-    try:
-        return "value", call()
-    except ValueError:
-        return "ValueError", None
 
 
 @check("attention_parameters", points=2)
@@ -66,8 +60,8 @@ def test_weight_bytes_match_reference(lab, oracle, rng):
     dtypes = list(oracle.ledger.BITS_PER_PARAMETER) + ["fp4", "float32", "int2"]
     for _ in range(CASES):
         model, dtype = random_model(rng), rng.choice(dtypes)
-        expected = _outcome(lambda: oracle.ledger.weight_bytes(model, dtype))
-        actual = _outcome(lambda: lab.ledger.weight_bytes(model, dtype))
+        expected = outcome(lambda: oracle.ledger.weight_bytes(model, dtype))
+        actual = outcome(lambda: lab.ledger.weight_bytes(model, dtype))
         assert actual == expected, f"weight_bytes({describe(model)}, {dtype!r}): got {actual}, expected {expected}"
 
 
@@ -79,8 +73,8 @@ def test_training_memory_matches_reference(lab, oracle, rng):
         zero_stage = rng.choice([0, 1, 2, 3, 3, 4, -1])
         sizes = {"param_bytes": rng.choice([2, 4]), "grad_bytes": rng.choice([2, 4]), "optimizer_bytes": rng.choice([8, 12, 16, 0])}
         call = f"training_memory_per_rank({parameters}, {world_size}, {zero_stage}, {sizes})"
-        expected = _outcome(lambda: oracle.ledger.training_memory_per_rank(parameters, world_size, zero_stage, **sizes))
-        actual = _outcome(lambda: lab.ledger.training_memory_per_rank(parameters, world_size, zero_stage, **sizes))
+        expected = outcome(lambda: oracle.ledger.training_memory_per_rank(parameters, world_size, zero_stage, **sizes))
+        actual = outcome(lambda: lab.ledger.training_memory_per_rank(parameters, world_size, zero_stage, **sizes))
         if expected[0] == "value" and actual[0] == "value":
             expected = ("value", (expected[1].parameters, expected[1].gradients, expected[1].optimizer_states))
             actual = ("value", (actual[1].parameters, actual[1].gradients, actual[1].optimizer_states))
@@ -92,8 +86,8 @@ def test_ring_allreduce_matches_reference(lab, oracle, rng):
     for _ in range(CASES * 3):
         payload = rng.choice([rng.randint(0, 10**12), rng.uniform(0, 1e10), -rng.uniform(0.5, 10)])
         world_size = rng.choice([1, 2, 3, 8, 12, 1024, 0, -1])
-        expected = _outcome(lambda: oracle.ledger.ring_allreduce_bytes_per_rank(payload, world_size))
-        actual = _outcome(lambda: lab.ledger.ring_allreduce_bytes_per_rank(payload, world_size))
+        expected = outcome(lambda: oracle.ledger.ring_allreduce_bytes_per_rank(payload, world_size))
+        actual = outcome(lambda: lab.ledger.ring_allreduce_bytes_per_rank(payload, world_size))
         if expected[0] == actual[0] == "value":
             # the same formula in another order differs by a few ulps: 1e-12 relative
             assert abs(actual[1] - expected[1]) <= 1e-12 * abs(expected[1]), f"ring_allreduce_bytes_per_rank({payload!r}, {world_size}) = {actual[1]!r}, expected {expected[1]!r}"
@@ -105,8 +99,8 @@ def test_ring_allreduce_matches_reference(lab, oracle, rng):
 def test_pipeline_bubble_matches_reference(lab, oracle, rng):
     for _ in range(CASES * 3):
         stages, microbatches = rng.choice([1, 2, 4, 8, 64, 0, -3]), rng.choice([1, 3, 16, 100, 0, -1])
-        expected = _outcome(lambda: oracle.ledger.pipeline_bubble_fraction(stages, microbatches))
-        actual = _outcome(lambda: lab.ledger.pipeline_bubble_fraction(stages, microbatches))
+        expected = outcome(lambda: oracle.ledger.pipeline_bubble_fraction(stages, microbatches))
+        actual = outcome(lambda: lab.ledger.pipeline_bubble_fraction(stages, microbatches))
         if expected[0] == actual[0] == "value":
             assert abs(actual[1] - expected[1]) <= 1e-12 * max(expected[1], 1e-300), f"pipeline_bubble_fraction({stages}, {microbatches}) = {actual[1]!r}, expected {expected[1]!r}"
         else:

@@ -7,20 +7,14 @@ compared as data: integers, the kind of error, and tensor values, never object i
 from __future__ import annotations
 
 import pytest
+
+from infralens.checking import outcome
 import torch
 
 from lab02_inputs import describe, random_kv_model
 
 check = pytest.mark.check
 CASES = 80
-
-
-def _outcome(call):
-    """``("value", result)`` or ``("ValueError", None)``; NotImplementedError and other errors propagate."""
-    try:
-        return "value", call()
-    except ValueError:
-        return "ValueError", None
 
 
 def _maybe_bad(rng, good, bad):
@@ -34,8 +28,8 @@ def test_kv_bytes_per_token_matches_reference(lab, oracle, rng):
     for _ in range(CASES):
         model = random_kv_model(rng)
         size = _maybe_bad(rng, rng.choice([1, 2, 4]), [0, -1, 2.0, True])
-        expected = _outcome(lambda: ref.kv_bytes_per_token(model, size))
-        actual = _outcome(lambda: kv.kv_bytes_per_token(model, size))
+        expected = outcome(lambda: ref.kv_bytes_per_token(model, size))
+        actual = outcome(lambda: kv.kv_bytes_per_token(model, size))
         assert actual == expected, f"kv_bytes_per_token({describe(model)}, bytes_per_element={size!r}): got {actual}, expected {expected}"
 
 
@@ -47,8 +41,8 @@ def test_kv_cache_bytes_matches_reference(lab, oracle, rng):
         tokens = _maybe_bad(rng, rng.choice([0, 1, rng.randint(1, 20000), model.sliding_window or 7]), [-1, 3.0, None])
         batch = _maybe_bad(rng, rng.randint(1, 64), [0, -2, 1.0])
         size = rng.choice([1, 2, 4])
-        expected = _outcome(lambda: ref.kv_cache_bytes(model, tokens, batch, size))
-        actual = _outcome(lambda: kv.kv_cache_bytes(model, tokens, batch, size))
+        expected = outcome(lambda: ref.kv_cache_bytes(model, tokens, batch, size))
+        actual = outcome(lambda: kv.kv_cache_bytes(model, tokens, batch, size))
         assert actual == expected, f"kv_cache_bytes({describe(model)}, tokens={tokens!r}, batch={batch!r}, bytes_per_element={size}): got {actual}, expected {expected}"
 
 
@@ -58,8 +52,8 @@ def test_blocks_needed_matches_reference(lab, oracle, rng):
     for _ in range(CASES):
         tokens = _maybe_bad(rng, rng.choice([0, rng.randint(1, 100), rng.randint(1, 10**20)]), [-3, 4.5])
         block_size = _maybe_bad(rng, rng.choice([1, 8, 16, 32, rng.randint(1, 1000)]), [0, -16, 16.0])
-        expected = _outcome(lambda: ref.blocks_needed(tokens, block_size))
-        actual = _outcome(lambda: kv.blocks_needed(tokens, block_size))
+        expected = outcome(lambda: ref.blocks_needed(tokens, block_size))
+        actual = outcome(lambda: kv.blocks_needed(tokens, block_size))
         assert actual == expected, f"blocks_needed({tokens!r}, block_size={block_size!r}): got {actual}, expected {expected}"
 
 
@@ -71,8 +65,8 @@ def test_paged_kv_bytes_matches_reference(lab, oracle, rng):
         tokens = _maybe_bad(rng, rng.choice([0, 1, rng.randint(1, 20000)]), [-1])
         batch = _maybe_bad(rng, rng.randint(1, 16), [0])
         block_size = _maybe_bad(rng, rng.choice([1, 16, 32, rng.randint(1, 300)]), [0, 16.0])
-        expected = _outcome(lambda: ref.paged_kv_bytes(model, tokens, batch, block_size))
-        actual = _outcome(lambda: kv.paged_kv_bytes(model, tokens, batch, block_size))
+        expected = outcome(lambda: ref.paged_kv_bytes(model, tokens, batch, block_size))
+        actual = outcome(lambda: kv.paged_kv_bytes(model, tokens, batch, block_size))
         assert actual == expected, f"paged_kv_bytes({describe(model)}, tokens={tokens}, batch={batch}, block_size={block_size!r}): got {actual}, expected {expected}"
 
 
@@ -86,8 +80,8 @@ def test_max_concurrent_sequences_matches_reference(lab, oracle, rng):
         tokens, block_size = rng.randint(1, 30000), rng.choice([8, 16, 32])
         utilization = _maybe_bad(rng, rng.choice([0.5, 0.8, 0.9, 0.95, 1.0]), [0.0, 1.01, -0.5])
         size = rng.choice([1, 2])
-        expected = _outcome(lambda: ref.max_concurrent_sequences(model, gpu, weights, tokens, block_size, utilization, size))
-        actual = _outcome(lambda: kv.max_concurrent_sequences(model, gpu, weights, tokens, block_size, utilization, size))
+        expected = outcome(lambda: ref.max_concurrent_sequences(model, gpu, weights, tokens, block_size, utilization, size))
+        actual = outcome(lambda: kv.max_concurrent_sequences(model, gpu, weights, tokens, block_size, utilization, size))
         assert actual == expected, (
             f"max_concurrent_sequences({describe(model)}, gpu={gpu}, weights={weights}, tokens={tokens}, block_size={block_size}, "
             f"gpu_memory_utilization={utilization}, bytes_per_element={size}): got {actual}, expected {expected}"
@@ -118,8 +112,8 @@ def test_cache_calls_match_reference(lab, oracle, rng, seed):
         assert mine.nbytes == theirs.nbytes, f"KVCache({dims}, {dtype}).nbytes: got {mine.nbytes}, expected {theirs.nbytes}"
         for step in range(40):
             method, layer, k, v = _random_call(rng, generator, dims)
-            expected = _outcome(lambda: getattr(theirs, method)(layer, k, v))
-            actual = _outcome(lambda: getattr(mine, method)(layer, k, v))
+            expected = outcome(lambda: getattr(theirs, method)(layer, k, v))
+            actual = outcome(lambda: getattr(mine, method)(layer, k, v))
             where = f"call {step} on KVCache({dims}, {dtype}): {method}(layer={layer}, k {tuple(k.shape)}, v {tuple(v.shape)}) with lengths {list(theirs.lengths)}"
             assert actual[0] == expected[0], f"{where}: got {actual[0]}, expected {expected[0]}"
             if expected[0] == "value":

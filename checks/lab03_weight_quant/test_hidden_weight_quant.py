@@ -9,6 +9,8 @@ docstrings fix every rounding step, so there is one right answer.
 from __future__ import annotations
 
 import pytest
+
+from infralens.checking import outcome
 import torch
 import torch.nn.functional as F
 
@@ -16,14 +18,6 @@ from lab03_inputs import describe_case, random_case, random_weight, torch_genera
 
 check = pytest.mark.check
 CASES = 40
-
-
-def _outcome(call):
-    """``("value", result)`` or ``("ValueError", None)``; NotImplementedError and other errors propagate."""
-    try:
-        return "value", call()
-    except ValueError:
-        return "ValueError", None
 
 
 def _same(actual, expected, what, case):
@@ -132,8 +126,8 @@ def test_validation_matches_reference(lab, oracle, rng, seed):
             symmetric=rng.random() < 0.5,
             scale_dtype=rng.choice([torch.float16, torch.bfloat16, torch.float32, torch.float64]),
         )
-        expected = _outcome(lambda: oracle.weight_quant.choose_qparams(w, **kwargs) and "accepted")
-        actual = _outcome(lambda: lab.weight_quant.choose_qparams(w, **kwargs) and "accepted")
+        expected = outcome(lambda: oracle.weight_quant.choose_qparams(w, **kwargs) and "accepted")
+        actual = outcome(lambda: lab.weight_quant.choose_qparams(w, **kwargs) and "accepted")
         assert actual == expected, f"choose_qparams(w {tuple(w.shape)} {w.dtype} ({spoil}), {kwargs}): got {actual[0]}, expected {expected[0]}"
 
 

@@ -11,21 +11,13 @@ import math
 
 import pytest
 
-from infralens.checking import random_dense_model
+from infralens.checking import outcome, random_dense_model
 
 check = pytest.mark.check
 CASES = 80
 # Same tolerance as the public checks: a few products and divisions of exact integers agree to
 # ~1e-15 relative in any order; 1e-9 is far below any real mistake.
 REL = 1e-9
-
-
-def _outcome(call):
-    """``("value", result)`` or ``("ValueError", None)``; NotImplementedError and other errors propagate."""
-    try:
-        return "value", call()
-    except ValueError:
-        return "ValueError", None
 
 
 def _same(actual, expected) -> bool:
@@ -68,8 +60,8 @@ def test_peak_flops_matches_reference(lab, oracle, rng):
     rf, ref = lab.roofline, oracle.roofline
     for _ in range(CASES // 4):
         gpu, compute = _random_gpu(ref, rng)
-        expected = _outcome(lambda: float(ref.peak_flops(gpu, compute)))
-        actual = _outcome(lambda: rf.peak_flops(gpu, compute))
+        expected = outcome(lambda: float(ref.peak_flops(gpu, compute)))
+        actual = outcome(lambda: rf.peak_flops(gpu, compute))
         assert _same(actual, expected), f"peak_flops({gpu!r}, {compute!r}): got {actual}, expected {expected}"
 
 
@@ -78,8 +70,8 @@ def test_step_bytes_matches_reference(lab, oracle, rng):
     rf, ref = lab.roofline, oracle.roofline
     for _ in range(CASES):
         model, workload = _random_model(rng), _random_workload(rng)
-        expected = _outcome(lambda: (lambda r: (float(r.weights), float(r.kv_cache)))(ref.step_bytes(model, *workload)))
-        actual = _outcome(lambda: (lambda r: (r.weights, r.kv_cache))(rf.step_bytes(model, *workload)))
+        expected = outcome(lambda: (lambda r: (float(r.weights), float(r.kv_cache)))(ref.step_bytes(model, *workload)))
+        actual = outcome(lambda: (lambda r: (r.weights, r.kv_cache))(rf.step_bytes(model, *workload)))
         assert _same(actual, expected), (
             f"step_bytes({model}, batch={workload[0]!r}, context_tokens={workload[1]!r}, bytes_per_weight={workload[2]!r}, "
             f"kv_bytes_per_element={workload[3]!r}): got (weights, kv_cache) {actual}, expected {expected}"
@@ -91,8 +83,8 @@ def test_step_flops_matches_reference(lab, oracle, rng):
     rf, ref = lab.roofline, oracle.roofline
     for _ in range(CASES):
         model, (batch, context, _, _) = _random_model(rng), _random_workload(rng)
-        expected = _outcome(lambda: ref.step_flops(model, batch, context))
-        actual = _outcome(lambda: rf.step_flops(model, batch, context))
+        expected = outcome(lambda: ref.step_flops(model, batch, context))
+        actual = outcome(lambda: rf.step_flops(model, batch, context))
         assert _same(actual, expected), f"step_flops({model}, batch={batch!r}, context_tokens={context!r}): got {actual}, expected {expected}"
 
 
@@ -110,8 +102,8 @@ def test_step_bound_matches_reference(lab, oracle, rng):
     for _ in range(CASES):
         model, workload = _random_model(rng), _random_workload(rng)
         gpu, compute = _random_gpu(ref, rng)
-        expected = _outcome(lambda: _as_data(ref.step_bound(model, gpu, *workload, compute), floats=True))
-        actual = _outcome(lambda: _as_data(rf.step_bound(model, gpu, *workload, compute)))
+        expected = outcome(lambda: _as_data(ref.step_bound(model, gpu, *workload, compute), floats=True))
+        actual = outcome(lambda: _as_data(rf.step_bound(model, gpu, *workload, compute)))
         assert _same(actual, expected), (
             f"step_bound({model.name}, {gpu!r}, batch={workload[0]!r}, context_tokens={workload[1]!r}, bytes_per_weight={workload[2]!r}, "
             f"kv_bytes_per_element={workload[3]!r}, compute={compute!r}):\n  fields   {FIELDS}\n  got      {actual}\n  expected {expected}"
@@ -123,8 +115,8 @@ def test_kv_crossover_matches_reference(lab, oracle, rng):
     rf, ref = lab.roofline, oracle.roofline
     for _ in range(CASES):
         model, (_, _, bytes_per_weight, kv_bytes) = _random_model(rng), _random_workload(rng)
-        expected = _outcome(lambda: float(ref.kv_crossover_tokens(model, bytes_per_weight, kv_bytes)))
-        actual = _outcome(lambda: rf.kv_crossover_tokens(model, bytes_per_weight, kv_bytes))
+        expected = outcome(lambda: float(ref.kv_crossover_tokens(model, bytes_per_weight, kv_bytes)))
+        actual = outcome(lambda: rf.kv_crossover_tokens(model, bytes_per_weight, kv_bytes))
         assert _same(actual, expected), (
             f"kv_crossover_tokens({model}, bytes_per_weight={bytes_per_weight!r}, kv_bytes_per_element={kv_bytes!r}): got {actual}, expected {expected}"
         )
@@ -136,8 +128,8 @@ def test_quantization_speedup_matches_reference(lab, oracle, rng):
     for _ in range(CASES):
         model, workload = _random_model(rng), _random_workload(rng)
         gpu, compute = _random_gpu(ref, rng)
-        expected = _outcome(lambda: float(ref.quantization_speedup(model, gpu, *workload, compute)))
-        actual = _outcome(lambda: rf.quantization_speedup(model, gpu, *workload, compute))
+        expected = outcome(lambda: float(ref.quantization_speedup(model, gpu, *workload, compute)))
+        actual = outcome(lambda: rf.quantization_speedup(model, gpu, *workload, compute))
         assert _same(actual, expected), (
             f"quantization_speedup({model.name}, {gpu!r}, batch={workload[0]!r}, context_tokens={workload[1]!r}, "
             f"bytes_per_weight={workload[2]!r}, kv_bytes_per_element={workload[3]!r}, compute={compute!r}): got {actual}, expected {expected}"

@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from infralens.checking import model_summary, random_dense_model
+from infralens.checking import model_summary, outcome, random_dense_model
 
 check = pytest.mark.check
 CASES = 60
@@ -41,14 +41,6 @@ def _same_plan(qp, plan):
     return qp.QuantizationPlan(qp.Target(plan.target.value), plan.bits, plan.group_size, plan.scale_bits, plan.zero_point_bits, plan.number_format)
 
 
-def _outcome(call):
-    """``("value", result)`` or ``("ValueError", None)``; NotImplementedError and other errors propagate."""
-    try:
-        return "value", call()
-    except ValueError:
-        return "ValueError", None
-
-
 def _random_case(oracle, rng, sliding=False):
     ref = oracle.quantization_plan
     model = random_dense_model(rng, sliding_window=rng.choice([None, 64, 1000]) if sliding else None)
@@ -65,8 +57,8 @@ def test_quantized_bytes_matches_reference(lab, oracle, rng):
     for _ in range(CASES):
         plan = _random_plan(ref, rng)
         rows, row_length = rng.randint(1, 5000), rng.choice([rng.randint(1, 300), 128 * rng.randint(1, 8)])
-        expected = _outcome(lambda: ref.quantized_bytes(plan, rows, row_length))
-        actual = _outcome(lambda: qp.quantized_bytes(_same_plan(qp, plan), rows, row_length))
+        expected = outcome(lambda: ref.quantized_bytes(plan, rows, row_length))
+        actual = outcome(lambda: qp.quantized_bytes(_same_plan(qp, plan), rows, row_length))
         assert actual == expected, f"quantized_bytes({_plan_text(plan)}, rows={rows}, row_length={row_length}): got {actual}, expected {expected}"
 
 
@@ -75,8 +67,8 @@ def test_saved_memory_matches_reference(lab, oracle, rng):
     qp, ref = lab.quantization_plan, oracle.quantization_plan
     for _ in range(CASES):
         model, plan, (batch, context) = _random_case(oracle, rng, sliding=True)
-        expected = _outcome(lambda: ref.saved_memory(plan, model, ref.Workload(batch, context)))
-        actual = _outcome(lambda: qp.saved_memory(_same_plan(qp, plan), model, qp.Workload(batch, context)))
+        expected = outcome(lambda: ref.saved_memory(plan, model, ref.Workload(batch, context)))
+        actual = outcome(lambda: qp.saved_memory(_same_plan(qp, plan), model, qp.Workload(batch, context)))
         assert actual == expected, f"saved_memory({_plan_text(plan)}) on {model_summary(model)} at batch {batch} × {context} tokens: got {actual}, expected {expected}"
 
 
@@ -95,8 +87,8 @@ def test_describe_matches_reference(lab, oracle, rng):
     qp, ref = lab.quantization_plan, oracle.quantization_plan
     for _ in range(CASES):
         model, plan, (batch, context) = _random_case(oracle, rng)
-        expected = _outcome(lambda: ref.describe(plan, model, ref.Workload(batch, context)))
-        actual = _outcome(lambda: qp.describe(_same_plan(qp, plan), model, qp.Workload(batch, context)))
+        expected = outcome(lambda: ref.describe(plan, model, ref.Workload(batch, context)))
+        actual = outcome(lambda: qp.describe(_same_plan(qp, plan), model, qp.Workload(batch, context)))
         assert actual == expected, f"describe({_plan_text(plan)}, {model.name}, batch {batch} × {context}):\n  got      {actual}\n  expected {expected}"
 
 
@@ -118,7 +110,7 @@ def test_compare_plans_matches_reference(lab, oracle, rng):
     for _ in range(CASES // 4):
         model = random_dense_model(rng)
         plans = [_random_plan(ref, rng) for _ in range(rng.randint(0, 5))]
-        plans = [p for p in plans if _outcome(lambda p=p: ref.saved_memory(p, model, ref.Workload(1, 64)))[0] == "value"]
+        plans = [p for p in plans if outcome(lambda p=p: ref.saved_memory(p, model, ref.Workload(1, 64)))[0] == "value"]
         batch, context, backend = rng.randint(1, 8), rng.randint(1, 8192), rng.choice(ref.BACKENDS)
         as_data = lambda rows: [(r.label, r.saved_bytes, r.kernel, r.speedup, r.severity) for r in rows]  # noqa: E731
         expected = as_data(ref.compare_plans(plans, model, ref.Workload(batch, context), backend))
@@ -138,6 +130,6 @@ def test_plan_validation_matches_reference(lab, oracle, rng):
             number_format=rng.choice(["int", "int", "fp8", "nf4"]),
         )
         target = rng.choice(["weights", "activations", "kv_cache"])
-        expected = _outcome(lambda: ref.QuantizationPlan(ref.Target(target), **kwargs) and "accepted")
-        actual = _outcome(lambda: qp.QuantizationPlan(qp.Target(target), **kwargs) and "accepted")
+        expected = outcome(lambda: ref.QuantizationPlan(ref.Target(target), **kwargs) and "accepted")
+        actual = outcome(lambda: qp.QuantizationPlan(qp.Target(target), **kwargs) and "accepted")
         assert actual == expected, f"QuantizationPlan(Target.{target.upper()}, {kwargs}): got {actual}, expected {expected}"
