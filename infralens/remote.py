@@ -62,7 +62,6 @@ class Worker:
 
     def start(self) -> None:
         self.close()
-        self.generation += 1
         self.scratch = tempfile.TemporaryDirectory(prefix="infralens-worker-")
         scratch = Path(self.scratch.name)
         shutil.copytree(Path(__file__).resolve().parent, scratch / "tooling" / "infralens", ignore=shutil.ignore_patterns("__pycache__"))
@@ -136,6 +135,7 @@ class Worker:
 
     def close(self) -> None:
         if self.process is not None:
+            self.generation += 1  # every handle into this process is stale from now on
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
