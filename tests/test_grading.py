@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
-from conftest import run_python, write
+from conftest import REPO, run_python, write
 
 # One module-scoped batch grades every hostile submission (two judging processes at a time).
 pytestmark = pytest.mark.timeout(900)
@@ -196,6 +197,10 @@ def test_release_has_no_solutions_or_hidden_checks_and_its_learner_run_works(tmp
     assert "LAB10-SAVED-MEMORY_RESULTS" in workflow
     learner = run_python("-m", "pytest", "--lab", "10", "-p", "no:cacheprovider", cwd=out)
     assert learner.returncode == 1 and "not started" in learner.stdout and "InfraLens progress (exercises/)" in learner.stdout
+    shutil.rmtree(out / "exercises" / "lab10_quantization_plan")
+    shutil.copytree(REPO / "solutions" / "lab10_quantization_plan", out / "exercises" / "lab10_quantization_plan")
+    solved = run_python("-m", "pytest", "--lab", "10", "-p", "no:cacheprovider", cwd=out)
+    assert solved.returncode == 0 and "every selected lab is done." in solved.stdout, "a solved release passes its own learner run"
     refused = run_python("-m", "infralens", "release", str(out))
     assert refused.returncode == 2 and "already exists and is not empty" in refused.stderr
 
