@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.command(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"infralens {args.command_name}: {error}", file=sys.stderr)
-        return 2
+        return 3 if type(error).__name__ == "GraderTampered" else 2
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ breaks everything still gets one result — zero points and the reason — and t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import subprocess
@@ -113,14 +114,39 @@ def grade_one(repo_root: Path, submission: Path, options: GradeOptions) -> Submi
     return result
 
 
+GRADER_FILES = ("checks", "solutions", "infralens", "pyproject.toml", "conftest.py")
+
+
+class GraderTampered(RuntimeError):
+    """The grader's own files changed while submissions were being graded."""
+
+
+def grader_digest(repo_root: Path) -> str:
+    """SHA-256 over the paths and contents of the files that decide grades (checks, references, tooling)."""
+    digest = hashlib.sha256()
+    for name in GRADER_FILES:
+        top = repo_root / name
+        for path in sorted([top] if top.is_file() else top.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(repo_root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def grade(
     repo_root: Path,
     submissions: list[Path],
     options: GradeOptions,
     on_done: Callable[[int, int, SubmissionResult], None] | None = None,
 ) -> tuple[list[dict], list[SubmissionResult]]:
-    """Grade every submission (``options.jobs`` at a time); results come back in submission order."""
+    """Grade every submission (``options.jobs`` at a time); results come back in submission order.
+
+    Learner code cannot reach the judging process, but where the worker runs as the grader's own
+    user it can write the grader's files. So the checks, references and tooling are fingerprinted
+    before the batch and after every submission; a change stops grading with
+    :class:`GraderTampered` naming the submissions that were running.
+    """
     checks = catalogue(repo_root, options)
+    fingerprint = grader_digest(repo_root)
     results: list[SubmissionResult | None] = [None] * len(submissions)
     finished = 0
     with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
@@ -129,6 +155,14 @@ def grade(
             index = futures[future]
             results[index] = future.result()
             finished += 1
+            if grader_digest(repo_root) != fingerprint:
+                running = [str(submissions[futures[f]]) for f in futures if f is future or f.running()]
+                for pending in futures:
+                    pending.cancel()
+                raise GraderTampered(
+                    f"the grader's files ({', '.join(GRADER_FILES)}) changed while grading {', '.join(running)}; "
+                    "grading stopped. Restore them (git status, git checkout) and grade again, that submission alone first"
+                )
             if on_done is not None:
                 on_done(finished, len(submissions), results[index])
     return checks, [r for r in results if r is not None]

@@ -48,6 +48,8 @@ HOSTILE = {
         1,
         "returned -1, expected 5",
     ),
+    "os-exit-inside": (GOOD.replace("return a + b", "import os\n    os._exit(0)"), 1, "ended its process"),
+    "import-error": ("import numpy.this_module_does_not_exist\n" + GOOD, 0, "could not be imported: ModuleNotFoundError"),
     "lying-result": (
         "class Anything(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n\n\n"
         + GOOD.replace("return a + b", "return Anything(0)"),
@@ -74,6 +76,14 @@ def graded(tmp_path_factory):
     (class_dir / "missing-lab/lab42_other").mkdir(parents=True)
     for name, (source, _points, _reason) in HOSTILE.items():
         write(class_dir / name / "lab99_demo/demo.py", source)
+    # A submission that ships pytest and interpreter hooks: none of them may load anywhere.
+    hooks = class_dir / "ships-hooks"
+    write(hooks / "exercises/lab99_demo/demo.py", GOOD.replace("return a + b", "return a - b"))
+    for folder in (hooks, hooks / "exercises", hooks / "exercises/lab99_demo"):
+        write(folder / "conftest.py", "import pytest\n\n@pytest.hookimpl(tryfirst=True)\ndef pytest_runtest_call(item):\n    return True\n")
+        write(folder / "sitecustomize.py", "import os\nos._exit(0)\n")
+        write(folder / "usercustomize.py", "import os\nos._exit(0)\n")
+        write(folder / "evil.pth", "import os; os._exit(0)\n")
     out = tmp_path_factory.mktemp("out")
     done = run_python(
         "-m", "infralens", "--root", str(root), "grade", *sorted(str(p) for p in class_dir.iterdir()),
@@ -103,6 +113,12 @@ def test_hostile_submissions_get_a_correct_grade_and_a_reason(graded, name):
         assert reason in messages, f"{name}: the feedback should say {reason!r}, got: {messages[:2000]}"
 
 
+def test_a_submissions_own_conftest_sitecustomize_and_pth_files_never_load(graded):
+    result = graded["by_name"]["ships-hooks"]
+    assert result["total"] == 1, "only `double` is right; add is wrong and no shipped hook may change that"
+    assert "add(2, 3) returned -1, expected 5" in " ".join(c["message"] for c in result["checks"])
+
+
 def test_a_missing_lab_folder_is_zero_with_a_reason(graded):
     result = graded["by_name"]["missing-lab"]
     assert result["total"] == 0
@@ -111,8 +127,9 @@ def test_a_missing_lab_folder_is_zero_with_a_reason(graded):
 
 def test_the_batch_completes_with_one_result_per_submission(graded):
     assert len(graded["data"]["submissions"]) == len(list(graded["class"].iterdir()))
-    assert "graded 14 submissions" in graded["stdout"] and "checks missed most often:" in graded["stdout"]
-    assert "[14/14]" in graded["stderr"], "a progress line per submission in non-interactive logs"
+    count = len(list(graded["class"].iterdir()))
+    assert f"graded {count} submissions" in graded["stdout"] and "checks missed most often:" in graded["stdout"]
+    assert f"[{count}/{count}]" in graded["stderr"], "a progress line per submission in non-interactive logs"
 
 
 def test_learner_code_never_touched_the_originals(graded):
@@ -123,7 +140,7 @@ def test_learner_code_never_touched_the_originals(graded):
 def test_csv_has_a_row_per_submission_with_lab_and_total_columns(graded):
     rows = list(csv.DictReader((graded["out"] / "grades.csv").open()))
     assert list(rows[0]) == ["submission", "lab99_demo", "total", "max_points", "seed", "error"]
-    assert len(rows) == 14 and {r["seed"] for r in rows} == {"11"}
+    assert len(rows) == len(list(graded["class"].iterdir())) and {r["seed"] for r in rows} == {"11"}
     solved = next(r for r in rows if r["submission"].endswith("solved"))
     assert (solved["lab99_demo"], solved["total"], solved["max_points"]) == ("4", "4", "4")
 
@@ -131,11 +148,33 @@ def test_csv_has_a_row_per_submission_with_lab_and_total_columns(graded):
 def test_junit_xml_has_a_suite_per_submission_and_failures_with_messages(graded):
     tree = ElementTree.parse(graded["out"] / "grades.xml").getroot()
     suites = tree.findall("testsuite")
-    assert tree.tag == "testsuites" and len(suites) == 14
+    assert tree.tag == "testsuites" and len(suites) == len(list(graded["class"].iterdir()))
     starter = next(s for s in suites if s.get("name").endswith("starter"))
     assert starter.get("tests") == "3" and starter.get("failures") == "3"
     failure = starter.find("testcase/failure")
     assert "is not started" in failure.get("message")
+
+
+def test_rewriting_the_graders_files_stops_grading(graded, tmp_path):
+    # The judge's working folder is the grader's checkout; a worker running as the grader's own
+    # user can reach it through /proc. Either it may not write there, or the change is caught.
+    attack = GOOD.replace(
+        "return a + b",
+        "import os, pathlib\n    target = pathlib.Path(f'/proc/{os.getppid()}/cwd/solutions/lab99_demo/demo.py')\n"
+        "    try:\n        target.write_text(target.read_text().replace('return a + b', 'return a - b'))\n"
+        "    except OSError:\n        pass\n    return a - b",
+    )
+    write(tmp_path / "attacker/lab99_demo/demo.py", attack)
+    reference = graded["root"] / "solutions/lab99_demo/demo.py"
+    before = reference.read_text()
+    done = run_python("-m", "infralens", "--root", str(graded["root"]), "grade", str(tmp_path / "attacker"), "--seed", "3", cwd=graded["root"])
+    after = reference.read_text()
+    reference.write_text(before)
+    if after == before:
+        assert done.returncode == 0 and "graded 1 submission" in done.stdout
+    else:
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert "the grader's files (checks, solutions, infralens, pyproject.toml, conftest.py) changed while grading" in done.stderr
 
 
 def test_same_seed_same_grades(graded, tmp_path):
