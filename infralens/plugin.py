@@ -62,7 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", CHECK_MARKER)
     config.addinivalue_line("markers", GPU_MARKER)
-    chosen = [f"--{name}" for name in ("solutions", "submission", "lab", "seed", "infralens_report") if config.getoption(name) not in (None, False, [])]
+    chosen = [f"--{name}" for name in ("solutions", "submission", "lab", "exercise", "seed", "infralens_report", "isolate") if config.getoption(name) not in (None, False, [])]
     if not (Path(config.rootpath) / "checks").is_dir():
         # Installed as a pytest plugin, this module is loaded by every pytest run in the
         # environment: outside a kata checkout it stays out of the way.

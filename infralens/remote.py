@@ -62,6 +62,7 @@ class Worker:
 
     def start(self) -> None:
         self.close()
+        self._as_nobody = self._can_drop_privileges()  # decided here: the child may only use the answer
         self.scratch = tempfile.TemporaryDirectory(prefix="infralens-worker-")
         scratch = Path(self.scratch.name)
         shutil.copytree(Path(__file__).resolve().parent, scratch / "tooling" / "infralens", ignore=shutil.ignore_patterns("__pycache__"))
@@ -110,13 +111,13 @@ class Worker:
         resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if self.drops_privileges:
+        if self._as_nobody:
             os.setgroups([])
             os.setgid(NOBODY)
             os.setuid(NOBODY)
 
-    @property
-    def drops_privileges(self) -> bool:
+    @staticmethod
+    def _can_drop_privileges() -> bool:
         """Run the worker as ``nobody``: possible when we are root and ``nobody`` can use this Python."""
         if os.geteuid() != 0:
             return False
@@ -126,7 +127,7 @@ class Worker:
         return _usable_by_others(Path(sys.executable).resolve(), Path(numpy.__file__).parent, Path(torch.__file__).parent)
 
     def _open_to_worker_user(self, scratch: Path) -> None:
-        if not self.drops_privileges:
+        if not self._as_nobody:
             return
         for folder, dirs, files in os.walk(scratch):
             os.chown(folder, NOBODY, NOBODY)
