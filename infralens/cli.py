@@ -187,8 +187,8 @@ if __name__ == "__main__":
 def _grade(args: argparse.Namespace) -> int:
     import secrets
 
-    from infralens import grade_reports
-    from infralens.grading import GradeOptions, grade, shard, summary
+    from infralens.grading import reports
+    from infralens.grading.batch import GradeOptions, grade, shard, summary
 
     root = _root(args)
     labs = discover_labs(root)
@@ -203,13 +203,13 @@ def _grade(args: argparse.Namespace) -> int:
     print(f"grading {len(submissions)} submission{'s' if len(submissions) != 1 else ''} · seed {seed} · {args.jobs} at a time", file=sys.stderr)
     checks, results = grade(root, submissions, options, on_done=_progress_bar())
     if args.csv:
-        grade_reports.write_csv(args.csv, checks, results)
+        reports.write_csv(args.csv, checks, results)
     if args.json:
-        grade_reports.write_json(args.json, checks, results, args.withhold_hidden)
+        reports.write_json(args.json, checks, results, args.withhold_hidden)
     if args.junit:
-        grade_reports.write_junit(args.junit, checks, results, args.withhold_hidden)
+        reports.write_junit(args.junit, checks, results, args.withhold_hidden)
     if args.gradescope:
-        grade_reports.write_gradescope(args.gradescope, checks, results[0], withhold_hidden=True)
+        reports.write_gradescope(args.gradescope, checks, results[0], withhold_hidden=True)
     print(summary(checks, results))
     return 0
 
@@ -230,21 +230,21 @@ def _progress_bar():
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from infralens import grade_reports
-    from infralens.grading import summary
+    from infralens.grading import reports
+    from infralens.grading.batch import summary
 
-    checks, results = grade_reports.merge(list(args.inputs))
-    grade_reports.write_json(args.json, checks, results)
+    checks, results = reports.merge(list(args.inputs))
+    reports.write_json(args.json, checks, results)
     if args.csv:
-        grade_reports.write_csv(args.csv, checks, results)
+        reports.write_csv(args.csv, checks, results)
     if args.junit:
-        grade_reports.write_junit(args.junit, checks, results)
+        reports.write_junit(args.junit, checks, results)
     print(summary(checks, results))
     return 0
 
 
 def _release(args: argparse.Namespace) -> int:
-    from infralens.release import write_release
+    from infralens.grading.release import write_release
 
     out = write_release(_root(args), args.out)
     print(f"student version written to {out}: no solutions/, no hidden checks; `cd {out} && python -m pytest` is the learner's run")
@@ -252,7 +252,7 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _gradescope(args: argparse.Namespace) -> int:
-    from infralens.release import write_gradescope_bundle
+    from infralens.grading.release import write_gradescope_bundle
 
     archive = write_gradescope_bundle(_root(args), args.out)
     print(f"Gradescope autograder bundle written to {archive} (upload it as the autograder zip)")

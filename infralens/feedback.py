@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infralens.loader import LabCodeBroken, LabCodeMissing
-from infralens.remote import LearnerProcessError
+from infralens.grading.remote import LearnerProcessError
 
 NOT_STARTED = "not_started"
 FAILED = "failed"

@@ -29,7 +29,7 @@ from infralens.labs import Lab, discover_labs, lab_of_path, resolve_lab
 from infralens.loader import LabCode, code_root_of_submission
 
 if TYPE_CHECKING:
-    from infralens.remote import RemoteLabCode, Worker
+    from infralens.grading.remote import RemoteLabCode, Worker
 from infralens.progress import ERROR, FAILED, NOT_STARTED, PASSED, SKIPPED, CheckRecord, render_table, summarize_lab
 
 HIDDEN_PREFIX = "test_hidden_"
@@ -173,13 +173,13 @@ class InfraLensSession:
         if not self.config.getoption("isolate"):
             return LabCode(self.code_root, info.lab.folder, self.code_display_root)
         if info.lab.folder not in self.remote_labs:
-            from infralens.remote import RemoteLabCode
+            from infralens.grading.remote import RemoteLabCode
 
             self.remote_labs[info.lab.folder] = RemoteLabCode(self._worker(), info.lab.folder)
         return self.remote_labs[info.lab.folder]
 
     def _worker(self) -> Worker:
-        from infralens.remote import Worker  # only --isolate pays for the worker machinery
+        from infralens.grading.remote import Worker  # only --isolate pays for the worker machinery
 
         if self.worker is None:
             memory = self.config.getoption("memory_limit") << 20

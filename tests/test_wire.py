@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from infralens import wire
+from infralens.grading import wire
 
 
 def roundtrip(value, as_handle=None, make_handle=lambda h: ("handle", h.id)):

@@ -1,6 +1,6 @@
 """Grade outputs: CSV for the gradebook, JSON with everything, Gradescope ``results.json``, JUnit XML.
 
-All four are written from the same :class:`~infralens.grading.SubmissionResult` rows, and shard
+All four are written from the same :class:`~infralens.grading.batch.SubmissionResult` rows, and shard
 results merge back into one JSON with :func:`merge`.
 """
 
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from xml.etree import ElementTree
 
-from infralens.grading import SubmissionResult
+from infralens.grading.batch import SubmissionResult
 
 HIDDEN_WITHHELD = "hidden check: feedback is withheld until grades are published"
 

@@ -1,10 +1,10 @@
 """The learner's side of isolated grading: a process that imports learner code and runs it on request.
 
-Started by :class:`infralens.remote.Worker` as ``python -I -c BOOTSTRAP TOOLING_DIR CODE_ROOT IN_FD OUT_FD``
+Started by :class:`infralens.grading.remote.Worker` as ``python -I -c BOOTSTRAP TOOLING_DIR CODE_ROOT IN_FD OUT_FD``
 inside a scratch copy of the submission, with resource limits and (when started as root) an
 unprivileged user. It answers one request at a time on the protocol pipes; whatever learner code
 prints goes to its stdout/stderr, which the judge captures and truncates. Everything the worker
-sends back is data under :mod:`infralens.wire`, or a handle to an object that stays here.
+sends back is data under :mod:`infralens.grading.wire`, or a handle to an object that stays here.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from infralens import wire
+from infralens.grading import wire
 from infralens.loader import LabCode, LabCodeBroken, LabCodeMissing
 
-BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from infralens.worker import main; main(sys.argv[2:])"
+BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from infralens.grading.worker import main; main(sys.argv[2:])"
 MESSAGE_CHARS = 4000
 
 

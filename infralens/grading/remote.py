@@ -2,7 +2,7 @@
 
 :class:`RemoteLabCode` has the same face as :class:`infralens.loader.LabCode` (``lab.module_name``),
 so checks run unchanged. Each attribute read or call on learner objects becomes a request to the
-:class:`Worker`; results come back as plain data (see :mod:`infralens.wire`) or as
+:class:`Worker`; results come back as plain data (see :mod:`infralens.grading.wire`) or as
 :class:`RemoteObject` handles. Handles compare by identity in the worker, never by learner
 ``__eq__``, so learner code cannot make a comparison in the judge come out true.
 
@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from infralens import wire
+from infralens.grading import wire
 from infralens.loader import LabCodeBroken, LabCodeMissing
-from infralens.worker import BOOTSTRAP
+from infralens.grading.worker import BOOTSTRAP
 
 NOBODY = 65534
 STARTUP_TIMEOUT_SECONDS = 120  # starting Python and importing torch, before any learner code runs
@@ -65,7 +65,7 @@ class Worker:
         self._as_nobody = self._can_drop_privileges()  # decided here: the child may only use the answer
         self.scratch = tempfile.TemporaryDirectory(prefix="infralens-worker-")
         scratch = Path(self.scratch.name)
-        shutil.copytree(Path(__file__).resolve().parent, scratch / "tooling" / "infralens", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(Path(__file__).resolve().parent.parent, scratch / "tooling" / "infralens", ignore=shutil.ignore_patterns("__pycache__"))
         code = scratch / "code"
         shutil.copytree(self.code_root, code, ignore=shutil.ignore_patterns("__pycache__", ".git"), symlinks=True)
         self._open_to_worker_user(scratch)
