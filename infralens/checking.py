@@ -1,4 +1,5 @@
-"""Helpers for writing checks: random real-looking models, ValueError expectations, answer digests.
+"""Helpers for writing checks: random real-looking models, strict comparisons with bounded messages,
+ValueError expectations gated on a correct answer, answer digests.
 
 Given tooling, shared by the labs' checks; none of it computes a lab's answer.
 """
@@ -7,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from typing import Any, Callable
 
 import pytest
+import torch
 
 from infralens.models import ModelConfig
 
@@ -48,21 +51,45 @@ def model_summary(model: ModelConfig) -> str:
     )
 
 
+MESSAGE_VALUE_CHARS = 120
+
+
+def _comparable(text: str) -> str:
+    """Message text as the checks compare it: case-folded, ``65,504``/``65_504`` → ``65504``,
+    ``torch.Size([2, 4])`` → ``(2, 4)``, and whitespace collapsed, so reasonable wordings match."""
+    text = text.lower()
+    text = re.sub(r"torch\.size\(\[([^\]]*)\]\)", r"(\1)", text)
+    text = re.sub(r"(?<=\d)[,_](?=(?:\d{3}[,_])*\d{3}\b)", "", text)
+    text = re.sub(r"\(\s*([^()]*?),?\s*\)", lambda m: "(" + ", ".join(p.strip() for p in m.group(1).split(",") if p.strip()) + ")", text)
+    return re.sub(r"\s+", " ", text)
+
+
+def mentions(text: str, value: Any) -> bool:
+    """True when ``text`` names ``value``, leniently: case-insensitive, numbers with or without
+    thousands separators, shapes as a tuple or a ``torch.Size`` (``(2, 4)`` matches ``torch.Size([2, 4])``)."""
+    wanted = tuple(value) if isinstance(value, torch.Size) else value
+    return _comparable(str(wanted)) in _comparable(text)
+
+
 def expect_value_error(call: Callable[..., Any], *args: Any, what: str, must_mention: tuple[Any, ...] = (), **kwargs: Any) -> ValueError:
     """Call ``call(*args, **kwargs)`` and fail with a learner-facing message unless it raises ``ValueError``.
 
     ``what`` describes the call for the learner (``"Workload(batch=-2, context_tokens=8)"``);
-    ``must_mention`` lists values the error message has to contain, so errors stay actionable.
+    ``must_mention`` lists values the error message has to contain, so errors stay actionable. They
+    are matched leniently (see :func:`mentions`): ``NaN`` matches ``nan``, ``65,504`` matches ``65504``.
     ``NotImplementedError`` passes through untouched: that is work not started, not a failure.
+
+    A check that expects ``ValueError`` must also call :func:`expect_correct` on a valid input of
+    the same exercise, so a function that rejects everything earns nothing.
     """
     try:
         result = call(*args, **kwargs)
     except ValueError as error:
         text = str(error)
-        missing = [str(value) for value in must_mention if str(value) not in text]
+        missing = [str(value) for value in must_mention if not mentions(text, value)]
         if missing:
             pytest.fail(
-                f"{what} raised ValueError({text!r}), but the message should name {', '.join(repr(m) for m in missing)} "
+                f"{what} raised ValueError({bounded(text)!r}), but the message should name {', '.join(repr(m) for m in missing)} "
                 "so the caller knows what to fix",
                 pytrace=False,
             )
@@ -70,8 +97,118 @@ def expect_value_error(call: Callable[..., Any], *args: Any, what: str, must_men
     except NotImplementedError:
         raise
     except Exception as error:
-        pytest.fail(f"{what} should raise ValueError, but raised {type(error).__name__}: {error}", pytrace=False)
-    pytest.fail(f"{what} should raise ValueError, but returned {result!r}", pytrace=False)
+        pytest.fail(f"{what} should raise ValueError, but raised {type(error).__name__}: {bounded(str(error))}", pytrace=False)
+    pytest.fail(f"{what} should raise ValueError, but returned {summarize(result)}", pytrace=False)
+
+
+def expect_correct(call: Callable[..., Any], *args: Any, expected: Any, what: str, **kwargs: Any) -> Any:
+    """The gate of every "rejects bad input" check: ``call(*args, **kwargs)`` must return ``expected``.
+
+    Rejecting bad input only earns points once the same exercise gets a valid input right, so a
+    starter that raises ``ValueError`` for everything earns nothing. Compared with :func:`assert_exact`
+    (type first, then value); ``NotImplementedError`` passes through as work not started.
+    """
+    try:
+        actual = call(*args, **kwargs)
+    except NotImplementedError:
+        raise
+    except ValueError as error:
+        pytest.fail(
+            f"{what} is a valid input, but raised ValueError: {bounded(str(error))}. Rejecting bad input earns points only "
+            "once valid input is accepted and computed correctly",
+            pytrace=False,
+        )
+    assert_exact(actual, expected, what)
+    return actual
+
+
+def summarize(value: Any, limit: int = MESSAGE_VALUE_CHARS) -> str:
+    """A value as a failure message shows it: a tensor or array as its shape and dtype (its few
+    values when tiny), anything else as a ``repr`` capped at ``limit`` characters."""
+    if isinstance(value, torch.Tensor):
+        head = f"tensor of shape {tuple(value.shape)}, dtype {value.dtype}"
+        return f"{head}: {value.flatten().tolist()}" if value.numel() <= 8 else head
+    if type(value).__module__ == "numpy" and hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"numpy array of shape {tuple(value.shape)}, dtype {value.dtype}"
+    return bounded(repr(value), limit)
+
+
+def bounded(text: str, limit: int = MESSAGE_VALUE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
+def assert_exact(actual: Any, expected: Any, what: str, why: str = "") -> None:
+    """``actual`` must equal ``expected`` and have its exact type: an ``int`` byte count is never a
+    ``float`` or a ``bool``, and a tuple is never a list. Containers are compared element by element."""
+    def kind(value: Any) -> str:
+        return type(value).__name__ if type(value).__module__ == "builtins" else f"{type(value).__module__}.{type(value).__name__}"
+
+    if type(actual) is not type(expected):
+        pytest.fail(
+            f"{what} returned {kind(actual)} {summarize(actual)}, expected {kind(expected)} {summarize(expected)}"
+            + (f": {why}" if why else ""),
+            pytrace=False,
+        )
+    if isinstance(expected, (tuple, list)):
+        if len(actual) != len(expected):
+            pytest.fail(f"{what} returned {len(actual)} items, expected {len(expected)}: {summarize(expected)}", pytrace=False)
+        for index, (mine, theirs) in enumerate(zip(actual, expected)):
+            assert_exact(mine, theirs, f"{what}[{index}]", why)
+        return
+    if isinstance(expected, torch.Tensor):
+        assert_tensor_equal(actual, expected, what, why)
+        return
+    if not actual == expected:
+        shown = (lambda v: f"{v:,}") if type(expected) is int else summarize
+        pytest.fail(f"{what} returned {shown(actual)}, expected {shown(expected)}" + (f": {why}" if why else ""), pytrace=False)
+
+
+def _tensor_header(actual: Any, expected: torch.Tensor, what: str, why: str) -> None:
+    """Fail unless ``actual`` is a tensor of ``expected``'s shape and dtype (checked before any value:
+    an empty tensor would otherwise broadcast to "equal")."""
+    reason = f": {why}" if why else ""
+    if not isinstance(actual, torch.Tensor):
+        pytest.fail(f"{what} should be a torch.Tensor of shape {tuple(expected.shape)}, dtype {expected.dtype}; got {summarize(actual)}{reason}", pytrace=False)
+    if tuple(actual.shape) != tuple(expected.shape):
+        pytest.fail(f"{what} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}{reason}", pytrace=False)
+    if actual.dtype != expected.dtype:
+        pytest.fail(f"{what} has dtype {actual.dtype}, expected {expected.dtype}{reason}", pytrace=False)
+
+
+def _first_difference(actual: torch.Tensor, expected: torch.Tensor, wrong: torch.Tensor) -> str:
+    count = int(wrong.sum())
+    index = tuple(int(i) for i in torch.nonzero(wrong)[0])
+    text = f"{count:,} of {wrong.numel():,} elements differ; the first at index {index}: got {actual[index].item()!r}, expected {expected[index].item()!r}"
+    if actual.dtype != torch.bool:
+        error = (actual.double() - expected.double()).abs()
+        finite = error[torch.isfinite(error)]
+        if finite.numel():
+            text += f"; max |error| {float(finite.max()):.6g}"
+    return text
+
+
+def assert_tensor_equal(actual: Any, expected: torch.Tensor, what: str, why: str = "") -> None:
+    """Exact comparison for what a format defines (integer codes, packed bytes): shape, then dtype,
+    then every element (NaN equals NaN at the same place), summarized in a bounded message."""
+    _tensor_header(actual, expected, what, why)
+    same = (actual == expected) | (torch.isnan(actual) & torch.isnan(expected)) if actual.is_floating_point() else actual == expected
+    if not bool(same.all()):
+        pytest.fail(f"{what} is wrong: {_first_difference(actual, expected, ~same)}" + (f". {why}" if why else ""), pytrace=False)
+
+
+def assert_tensor_close(actual: Any, expected: torch.Tensor, what: str, *, atol: float | torch.Tensor, rtol: float = 0.0, why: str) -> None:
+    """Float comparison with a stated tolerance: ``|actual - expected| <= atol + rtol·|expected|``.
+
+    ``why`` justifies the tolerance and appears in the message (e.g. "dequantized values may differ
+    by half a step, scale/2"). ``atol`` may be a tensor broadcastable to the shape (a per-row bound).
+    """
+    _tensor_header(actual, expected, what, why)
+    error = (actual.double() - expected.double()).abs()
+    bound = torch.as_tensor(atol, dtype=torch.float64) + rtol * expected.double().abs()
+    wrong = ~(error <= bound) & ~(torch.isnan(actual) & torch.isnan(expected))
+    if bool(wrong.any()):
+        pytest.fail(f"{what} is off by more than the tolerance: {_first_difference(actual, expected, wrong)}. Tolerance: {why}", pytrace=False)
 
 
 def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
