@@ -201,6 +201,19 @@ class InfraLensSession:
         info = item.stash.get(CHECK_KEY, None)
         return stable ^ self.seed if info is not None and info.hidden else stable
 
+    def retarget(self, code_root: Path, display_root: str, seed: int) -> None:
+        """Point the ``lab`` fixture at another tree and seed, and forget the results so far.
+
+        For a sweep (:mod:`infralens.sweep`), which runs the same collected checks against many
+        trees in one session. Every piece of per-tree state is reset here.
+        """
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+        self.remote_labs.clear()
+        self.code_root, self.code_display_root, self.seed = Path(code_root), display_root, seed
+        self.records.clear()
+
     # --- reporting ----------------------------------------------------------------------------
 
     @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_makereport")  # pytest only registers pytest_* names
