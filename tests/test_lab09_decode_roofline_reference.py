@@ -7,6 +7,7 @@ arithmetic, never computed by the reference itself.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from infralens.loader import LabCode
-from infralens.models import preset
+from infralens.models import ModelConfig, preset
 
 REPO = Path(__file__).resolve().parents[1]
 REL = 1e-12  # float division of exact integers: ~1e-16 relative; 1e-12 is still exact for every figure below
@@ -73,7 +74,7 @@ def test_given_kv_bytes_per_token_by_hand(rf, name, per_token):
     assert rf.kv_bytes_per_token(preset(name), 1) == per_token // 2
 
 
-@pytest.mark.parametrize("name", ["mixtral-8x7b", "deepseek-v3", "gemma-2-9b"])
+@pytest.mark.parametrize("name", ["mixtral-8x7b", "deepseek-v3"])
 def test_models_the_bound_does_not_model_are_refused(rf, name):
     model = preset(name)
     with pytest.raises(ValueError, match=model.model_type):
@@ -149,6 +150,36 @@ def test_sliding_window_caps_the_bytes_by_hand(rf):
     # Mistral-7B-v0.1: sliding_window 4096 on every layer, so 32k tokens read 4096 × 131,072 bytes.
     read = rf.step_bytes(preset("mistral-7b-v0.1"), 1, 32768)
     assert (read.weights, read.kv_cache) == (7_241_732_096 * 2, 4096 * 131_072)
+
+
+QWEN2_WINDOW_CONFIG = {  # Qwen2.5-7B's config.json with its sliding window switched on from layer 14
+    "model_type": "qwen2", "num_hidden_layers": 28, "hidden_size": 3584, "num_attention_heads": 28, "num_key_value_heads": 4,
+    "intermediate_size": 18944, "vocab_size": 152064, "max_position_embeddings": 131072, "rms_norm_eps": 1e-06,
+    "tie_word_embeddings": False, "sliding_window": 4096, "use_sliding_window": True, "max_window_layers": 14,
+}
+
+
+def test_the_window_applies_layer_by_layer_as_in_lab_02(rf):
+    # transformers' Qwen2: layers below max_window_layers attend to everything, the rest to the last 4096 tokens.
+    # At 32,768 tokens, 14 layers hold 32,768 and 14 hold 4096; one token on one layer is 2 × 4 × 128 × 2 = 2048 bytes.
+    model = dataclasses.replace(ModelConfig.from_hf_config(QWEN2_WINDOW_CONFIG, name="qwen2-window"), published_parameters=7_615_616_512)
+    read = rf.step_bytes(model, 1, 32768)
+    assert read.kv_cache == (14 * 32_768 + 14 * 4096) * 2048 == 1_056_964_608  # 4.5× the 234,881,024 of a window on every layer
+    assert rf.step_flops(model, 1, 32768) == 2 * 7_615_616_512 + 4 * 28 * 128 * (14 * 32_768 + 14 * 4096)
+    # Gemma-2-9B at 8192 tokens: 21 full layers hold 8192, 21 sliding ones 4096; 2 × 8 × 256 × 2 = 8192 bytes per token-layer.
+    # The same figure as Lab 02's worked example, 2,113,929,216 bytes.
+    assert rf.step_bytes(preset("gemma-2-9b"), 1, 8192).kv_cache == (21 * 8192 + 21 * 4096) * 8192 == 2_113_929_216
+
+
+def test_a_step_on_the_ridge_is_memory_bound(rf):
+    # 2 layers, 2 heads of 128 (MHA), 2,902,523,904 parameters, batch 207 × 64 tokens, bf16, H200:
+    # bytes 2 × 2,902,523,904 + 207 × 64 × 2 × 2 × 2 × 128 × 2 = 5,832,179,712 → 5,832,179,712 / 4.8e12 s;
+    # FLOPs 2 × 2,902,523,904 × 207 + 4 × 2 × 128 × (2 × 64) × 207 = 1,201,672,028,160 → / 989e12 s: the same 1.21503744 ms.
+    assert Fraction(5_832_179_712, 4_800_000_000_000) == Fraction(1_201_672_028_160, 989 * 10**12) == Fraction(121_503_744, 10**11)
+    model = ModelConfig("ridge", "llama", 2, 256, 2, 2, 128, 512, 100, published_parameters=2_902_523_904)
+    bound = rf.step_bound(model, "h200", 207, 64)
+    assert (bound.weight_bytes + bound.kv_bytes, bound.flops) == (5_832_179_712, 1_201_672_028_160)
+    assert bound.memory_s == bound.compute_s == 121_503_744 / 10**11 and bound.bound == "memory"
 
 
 # Published batch-1 decode speeds (REFERENCE.md): gpt-fast on an A100 (Llama-2-7B) and torchao on

@@ -78,11 +78,11 @@ GPUS: dict[str, GpuSpec] = {
     )
 }
 
-DENSE_DECODER_TYPES = frozenset({"gpt2", "llama", "mistral", "qwen2", "phi3"})
+DENSE_DECODER_TYPES = frozenset({"gpt2", "llama", "mistral", "qwen2", "phi3", "gemma2"})
 """``model_type`` values whose every layer caches per-head K and V and whose every weight is read at
-every step. Mixture-of-experts models read only the routed experts' weights, MLA models
-(DeepSeek-V2/V3) cache a latent instead of K and V, and Gemma-2 slides its window on every other
-layer only: this lab's bound does not model them."""
+every step (windows may differ by layer: ``model.layer_window(i)`` says). Mixture-of-experts
+models read only the routed experts' weights and MLA models (DeepSeek-V2/V3) cache a latent
+instead of K and V: this lab's bound does not model them."""
 
 
 def kv_bytes_per_token(model: ModelConfig, kv_bytes_per_element: float = 2.0) -> float:
@@ -92,7 +92,8 @@ def kv_bytes_per_token(model: ModelConfig, kv_bytes_per_element: float = 2.0) ->
     the cache stores one ``head_dim`` vector per *KV* head (GQA and MQA share them between query
     heads). ``kv_bytes_per_element`` is the average stored bytes per element, scales included: 2
     for bf16, 1 for FP8 with per-tensor scales, 1 + 2/128 for int8 with one fp16 scale per head
-    vector of 128. Lab 02 derives this formula and the cases it leaves out; a model whose
+    vector of 128. Sliding windows are not applied here: a layer's window limits how many tokens it
+holds, not what one token costs. Lab 02 derives this formula and the cases it leaves out; a model whose
     ``model_type`` is not in ``DENSE_DECODER_TYPES``, or a ``kv_bytes_per_element`` that is not a
     positive finite number, raises ``ValueError``.
 
@@ -101,7 +102,7 @@ def kv_bytes_per_token(model: ModelConfig, kv_bytes_per_element: float = 2.0) ->
     if model.model_type not in DENSE_DECODER_TYPES:
         raise ValueError(
             f"{model.name}: model_type={model.model_type!r} is not a dense decoder this lab models "
-            f"({', '.join(sorted(DENSE_DECODER_TYPES))}); MoE, MLA and alternating-window models need Lab 02's accounting"
+            f"({', '.join(sorted(DENSE_DECODER_TYPES))}); MoE and MLA models need Lab 02's accounting"
         )
     _require_positive_bytes("kv_bytes_per_element", kv_bytes_per_element)
     return 2 * model.num_hidden_layers * model.num_key_value_heads * model.head_dim * kv_bytes_per_element
@@ -176,16 +177,26 @@ def step_bytes(model: ModelConfig, batch: int, context_tokens: int, bytes_per_we
       included: 2 for bf16, 1 for int8, 0.5 for bare int4, 0.5 + 2/128 for int4 with an fp16
       scale per group of 128. (Every parameter counts, the embedding table too, although a lookup
       reads only ``batch`` of its rows: the usual "model size / bandwidth" convention.)
-    * ``kv_cache``: ``batch × held × kv_bytes_per_token(model, kv_bytes_per_element)``: each
-      sequence reads its own cache. ``held`` is ``context_tokens``, capped at
-      ``model.sliding_window`` when the model has one (every layer then keeps its last W tokens).
+    * ``kv_cache``: each sequence reads its own cache, layer by layer. Layer ``i`` holds
+      ``context_tokens`` tokens, or ``min(context_tokens, W)`` when ``model.layer_window(i)`` is a
+      window ``W`` (``None`` is full attention; Gemma-2 and Qwen2 with ``max_window_layers`` slide
+      on some layers only). With ``held`` = those tokens summed over the layers, ``kv_cache`` is
+      ``batch × held × kv_bytes_per_token(model, kv_bytes_per_element) / num_hidden_layers``
+      (one layer's share of a token's bytes per held token).
 
-    ``batch`` is an int >= 1 and ``context_tokens`` an int >= 0 (``bool`` is neither);
-    ``bytes_per_weight`` and ``kv_bytes_per_element`` are positive finite numbers; a model without
-    ``published_parameters`` cannot be sized. Each violation raises ``ValueError`` naming the value.
+    Both fields are byte counts as floats (an ``int`` is accepted too; never a ``bool``); they are
+    exact whenever the byte sizes are binary fractions such as 2, 0.5 or 0.515625.
+    ``batch`` is an int >= 1 and ``context_tokens`` an int >= 0 (``True`` is neither: a ``bool``
+    raises); ``bytes_per_weight`` and ``kv_bytes_per_element`` are positive finite numbers; a model
+    without ``published_parameters`` cannot be sized. Each violation raises ``ValueError`` whose
+    message contains the offending value (``True``, ``-1``, ``nan``...) or the model's name.
 
-    Example: Llama-3-8B in bf16, batch 8 × 8192 tokens: weights 8,030,261,248 × 2 =
+    Examples: Llama-3-8B in bf16, batch 8 × 8192 tokens: weights 8,030,261,248 × 2 =
     16,060,522,496 bytes (16.06 GB), KV 8 × 8192 × 131,072 = 8,589,934,592 bytes (exactly 8 GiB).
+    Qwen2.5-7B's config with ``use_sliding_window: true``, ``sliding_window: 4096`` and
+    ``max_window_layers: 14`` at 32,768 tokens: layers 0-13 hold 32,768 tokens, layers 14-27 hold
+    4096, so the KV is (14 × 32,768 + 14 × 4096) × 2048 = 1,056,964,608 bytes, 4.5× what a window
+    on every layer would give.
     """
     # TODO: validate batch, context_tokens, bytes_per_weight (_require_positive_bytes is given) and
     #       published_parameters; weights are read once per step, the KV cache once per sequence.
@@ -200,12 +211,14 @@ def step_flops(model: ModelConfig, batch: int, context_tokens: int) -> int:
     * attention: ``4 × num_hidden_layers × num_attention_heads × head_dim × held × batch``: every
       *query* head scores the new token against ``held`` cached keys (q·k, 2 × head_dim FLOPs
       each) and sums as many values (2 × head_dim FLOPs each). GQA shares K and V between query
-      heads, which saves bytes but not FLOPs. ``held`` is capped by ``sliding_window`` as in
-      :func:`step_bytes`.
+      heads, which saves bytes but not FLOPs. Layer by layer as in :func:`step_bytes`: with
+      ``held`` the held tokens summed over the layers (each capped by ``model.layer_window(i)``),
+      attention is ``4 × num_attention_heads × head_dim × held × batch``.
 
     Softmax, norms and activations are left out (a few FLOPs per element, far below the matmuls).
-    Bad ``batch``/``context_tokens`` or a model without ``published_parameters`` raise
-    ``ValueError`` as in :func:`step_bytes`.
+    Returns an ``int`` (never a float: every term is a product of integers). Bad
+    ``batch``/``context_tokens`` (a ``bool`` included) or a model without ``published_parameters``
+    raise ``ValueError`` as in :func:`step_bytes`.
 
     Example: Llama-3-8B, batch 1, 8192 cached tokens: 2 × 8,030,261,248 = 16,060,522,496 plus
     4 × 32 × 32 × 128 × 8192 = 4,294,967,296, i.e. 20,355,489,792 FLOPs.
@@ -228,11 +241,17 @@ def step_bound(
     Bytes from :func:`step_bytes`, FLOPs from :func:`step_flops`. The memory time is the total
     bytes over ``GPUS[gpu].hbm_bytes_per_s``, the compute time the FLOPs over
     ``peak_flops(gpu, compute)``; the two overlap at best, so the step takes at least their
-    maximum. A tie counts as ``"memory"``. Errors as in the functions it uses.
+    maximum. ``bound`` names the side that takes longer; on an exact tie (``memory_s ==
+    compute_s``, a step sitting on the ridge) it is ``"memory"``: the step is memory-bound until
+    compute takes strictly longer. ``flops`` is an ``int``, every other number a float (an ``int``
+    is accepted too), ``bound`` a ``str``. Errors as in the functions it uses.
 
     Example (the figure to remember): Llama-3-8B in bf16 at batch 1 on an H200, nothing cached
     yet, reads 16.06 GB per step, so ``step_s`` >= 16,060,522,496 / 4.8e12 = 3.346 ms: at most
     298.9 tokens/s, however good the kernels. ``bound`` is ``"memory"`` (compute needs 0.016 ms).
+    A tie: 2 layers, 2 heads of 128 (MHA), 2,902,523,904 parameters, batch 207 × 64 tokens in
+    bf16 reads 5,832,179,712 bytes and does 1,201,672,028,160 FLOPs: 1.21503744 ms on both sides
+    of an H200, so ``bound`` is ``"memory"``.
     """
     # TODO: bytes / bandwidth and FLOPs / peak, the larger of the two, which side binds, tokens per second.
     raise NotImplementedError("step_bound: the roofline bound of one decode step")
