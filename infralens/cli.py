@@ -4,7 +4,7 @@
     infralens hint LAB [--level N] [--exercise NAME]
     infralens models [NAME]
     infralens mutants [LAB ...]
-    infralens grade SUBMISSION... [--labs LABS] [--jobs N] [--seed S] [--csv F] [--json F] [--gradescope F] [--junit F]
+    infralens grade SUBMISSION... [--labs LABS] [--jobs N] [--seed S] [--budget S] [--no-sandbox] [--csv F] [--json F] [--gradescope F] [--junit F]
     infralens merge SHARD.json... --json F [--csv F] [--junit F]
     infralens release OUT
     infralens gradescope OUT
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.command(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"infralens {args.command_name}: {error}", file=sys.stderr)
-        return 3 if type(error).__name__ == "GraderTampered" else 2
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=float, default=60.0, help="seconds per check (default 60)")
     grade.add_argument("--call-timeout", type=float, default=10.0, help="seconds per call into learner code (default 10)")
     grade.add_argument("--memory-limit", type=int, default=4096, help="MiB of address space for learner code (default 4096)")
+    grade.add_argument("--budget", type=float, default=900.0, help="wall-clock seconds for all of one submission's learner code (default 900)")
+    grade.add_argument("--no-sandbox", action="store_true", help="grade without the bubblewrap sandbox (process limits only); recorded in every output")
     grade.add_argument("--shard", default=None, help="i/n: grade only the i-th of n slices of the submissions (a CI matrix job)")
     grade.add_argument("--withhold-hidden", action="store_true", help="replace hidden checks' failure messages with a notice")
     grade.add_argument("--csv", type=Path, help="one row per submission: path, points per lab, total")
@@ -176,6 +178,8 @@ def _mutants(args: argparse.Namespace) -> int:
             if not result.caught:
                 print(f"          {result.detail}")
     print("\n(caught: a public check fails; hidden: only hidden checks fail, so a student release would miss it)")
+            if not result.hidden_stable:
+                print("          the hidden checks' verdict on this mutant depends on the seed")
     print(f"{survivors} mutant{'s' if survivors != 1 else ''} survived" if survivors else "every mutant was caught")
     return 1 if survivors else 0
 
@@ -188,32 +192,49 @@ def _grade(args: argparse.Namespace) -> int:
     import secrets
 
     from infralens.grading import reports
-    from infralens.grading.batch import GradeOptions, grade, shard, summary
+    import os
+    from infralens.grading.batch import GradeOptions, GraderTampered, grade, isolation_record, shard, summary
+    from infralens.grading.sandbox import HOW_TO_GET_ONE, availability
 
     root = _root(args)
     labs = discover_labs(root)
     chosen = tuple(resolve_lab(name, labs).folder for name in args.labs.split(",") if name.strip())
-    submissions = shard(list(args.submissions), args.shard) if args.shard else list(args.submissions)
+    given = [Path(os.path.abspath(path)) for path in args.submissions]  # against the folder the command ran in
+    submissions = shard(given, args.shard) if args.shard else given
     if args.gradescope and len(submissions) != 1:
         raise ValueError(f"--gradescope writes one submission's results.json; got {len(submissions)} submissions")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    options = GradeOptions(chosen, seed, args.timeout, args.call_timeout, args.memory_limit, args.jobs)
+    options = GradeOptions(chosen, seed, args.timeout, args.call_timeout, args.memory_limit, args.jobs, args.budget, "processes" if args.no_sandbox else "sandbox")
+    isolation = isolation_record(options)
+    if args.no_sandbox:
+        print(f"WARNING: {isolation}", file=sys.stderr)
     print(f"grading {len(submissions)} submission{'s' if len(submissions) != 1 else ''} · seed {seed} · {args.jobs} at a time", file=sys.stderr)
-    checks, results = grade(root, submissions, options, on_done=_progress_bar())
+    if args.budget <= 0:
+        raise ValueError(f"--budget must be a positive number of seconds, got {args.budget:g}")
+    if not args.no_sandbox and not availability().available:
+        raise RuntimeError(f"learner code must run in a sandbox, and none is available here: {availability().reason}.\nTo get one: {HOW_TO_GET_ONE}")
+    try:
+        checks, results = grade(root, submissions, options, on_done=_progress_bar())
+        tampered = None
+    except GraderTampered as error:
+        checks, results, tampered = error.checks, error.results, error
     if args.csv:
-        reports.write_csv(args.csv, checks, results)
+        reports.write_csv(args.csv, checks, results, isolation)
     if args.json:
-        reports.write_json(args.json, checks, results, args.withhold_hidden)
+        reports.write_json(args.json, checks, results, isolation, args.withhold_hidden)
     if args.junit:
-        reports.write_junit(args.junit, checks, results, args.withhold_hidden)
+        reports.write_junit(args.junit, checks, results, isolation, args.withhold_hidden)
     if args.gradescope:
-        reports.write_gradescope(args.gradescope, checks, results[0], withhold_hidden=True)
+        reports.write_gradescope(args.gradescope, checks, results[0], isolation, withhold_hidden=True)
     print(summary(checks, results))
     return 0
 
 
+    if tampered is not None:
+        print(f"infralens grade: {tampered}", file=sys.stderr)
+        return 3
 def _progress_bar():
     """A one-line bar on a terminal; one line per submission otherwise (CI logs)."""
     live = sys.stderr.isatty()
@@ -233,12 +254,12 @@ def _merge(args: argparse.Namespace) -> int:
     from infralens.grading import reports
     from infralens.grading.batch import summary
 
-    checks, results = reports.merge(list(args.inputs))
-    reports.write_json(args.json, checks, results)
+    checks, results, isolation = reports.merge(list(args.inputs))
+    reports.write_json(args.json, checks, results, isolation)
     if args.csv:
-        reports.write_csv(args.csv, checks, results)
+        reports.write_csv(args.csv, checks, results, isolation)
     if args.junit:
-        reports.write_junit(args.junit, checks, results)
+        reports.write_junit(args.junit, checks, results, isolation)
     print(summary(checks, results))
     return 0
 

@@ -1,17 +1,25 @@
-"""Grade a class: each submission is judged in its own process, learner code in its own worker.
+"""Grade a class: each submission is taken in, then judged in its own process, learner code sandboxed.
 
-``grade(...)`` runs, for every submission, ``pytest checks/ --submission=PATH --isolate`` in a
-fresh judging process (trusted code only) and reads its JSON report back. A submission that
-breaks everything still gets one result — zero points and the reason — and the batch goes on.
+``grade(...)`` copies every submission into a grader-owned scratch tree (:mod:`~infralens.grading.intake`),
+runs ``pytest checks/ --submission=COPY --isolate`` on the copy in a fresh judging process (trusted
+code only, no bytecode written) whose learner code runs in the sandbox of
+:mod:`~infralens.grading.sandbox`, and reads its JSON report back once that process and its workers
+are gone. Each submission has a wall-clock budget: its judge stops calling learner code when the
+budget is used up, and the grader kills a judge that outlives it. A submission that breaks
+everything still gets one result — zero points and the reason — and the batch goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections import Counter
@@ -20,7 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-JUDGE_TIMEOUT_SECONDS = 1800
+from infralens.grading.intake import Refused, grader_inodes, readable, take_in
+from infralens.grading.text import safe_text
+
+JUDGE_GRACE_SECONDS = 120  # collecting the checks and importing the references, beyond the learner's budget
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,8 @@ class GradeOptions:
     call_timeout: float = 10.0
     memory_mib: int = 4096
     jobs: int = 1
+    budget: float = 900.0
+    isolation: str = "sandbox"
 
 
 @dataclass
@@ -58,13 +71,23 @@ class SubmissionResult:
         return sum(p for p, _ in by_lab), sum(m for _, m in by_lab)
 
 
+def isolation_record(options: GradeOptions) -> str:
+    """How learner code is confined under ``options``, in the words every output records."""
+    if options.isolation == "sandbox":
+        return "sandbox: learner code ran in bubblewrap (no network, its own PID namespace, a read-only view, resource limits)"
+    from infralens.grading import sandbox
+
+    user = "an unprivileged uid of its own" if os.geteuid() == 0 and sandbox.usable_by_others(*sandbox.interpreter_paths()) else "the grader's own user"
+    return f"NO SANDBOX (--no-sandbox): learner code ran with process limits only, as {user}; these grades are not proof against a hostile student"
+
+
 def judge_command(repo_root: Path, submission: Path, options: GradeOptions, report: Path, collect_only: bool = False) -> list[str]:
-    """The command line of one judging process."""
+    """The command line of one judging process (``-B``: it never writes bytecode)."""
     command = [
-        sys.executable, "-m", "pytest", str(repo_root / "checks"),
+        sys.executable, "-B", "-m", "pytest", str(repo_root / "checks"),
         "--rootdir", str(repo_root), "-c", str(repo_root / "pyproject.toml"),
-        "-p", "no:cacheprovider", "-q", "--no-header",
-        f"--submission={submission}", "--isolate",
+        "-p", "no:cacheprovider", "-p", "infralens.grading.judging", "-q", "--no-header",
+        f"--submission={submission}", "--isolate", f"--isolation={options.isolation}", f"--budget={options.budget:g}",
         f"--seed={options.seed}", f"--infralens-report={report}",
         f"--timeout={options.check_timeout:g}", f"--call-timeout={options.call_timeout:g}", f"--memory-limit={options.memory_mib}",
     ]
@@ -75,60 +98,88 @@ def judge_command(repo_root: Path, submission: Path, options: GradeOptions, repo
     return command
 
 
+def _run_judge(command: list[str], cwd: Path, seconds: float) -> tuple[int | None, str]:
+    """Run a judge in its own process group; past ``seconds`` kill the group and return ``(None, "")``."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=seconds)
+        code: int | None = process.returncode
+    except subprocess.TimeoutExpired:
+        output, code = b"", None
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the judge, and any process left in its group
+        except ProcessLookupError:
+            pass  # the group is already gone
+        process.wait()
+    return code, output.decode("utf-8", "replace")
+
+
 def catalogue(repo_root: Path, options: GradeOptions) -> list[dict]:
     """Every selected check with its lab, exercise, points and visibility (what full marks are)."""
     with tempfile.TemporaryDirectory(prefix="infralens-catalogue-") as scratch:
         report = Path(scratch) / "report.json"
-        done = subprocess.run(
-            judge_command(repo_root, repo_root / "solutions", options, report, collect_only=True),
-            cwd=repo_root, capture_output=True, text=True, timeout=JUDGE_TIMEOUT_SECONDS,
-        )
+        code, output = _run_judge(judge_command(repo_root, repo_root / "solutions", options, report, collect_only=True), repo_root, JUDGE_GRACE_SECONDS)
         if not report.is_file():
-            raise RuntimeError(f"could not collect the checks (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+            raise RuntimeError(f"could not collect the checks (exit {code}): {output.strip()[-2000:]}")
         checks = json.loads(report.read_text(encoding="utf-8"))["collected"]
     if not checks:
         raise RuntimeError("no checks selected: check --labs")
     return checks
 
 
-def grade_one(repo_root: Path, submission: Path, options: GradeOptions) -> SubmissionResult:
-    """Judge one submission in a fresh process; never raises for anything the submission does."""
+def grade_one(repo_root: Path, submission: Path, options: GradeOptions, scratch: Path, protected: frozenset = frozenset()) -> SubmissionResult:
+    """Take in and judge one submission in a fresh process; never raises for anything the submission does."""
     started = time.monotonic()
-    result = SubmissionResult(str(submission), options.seed)
-    if not submission.is_dir():
-        result.error = f"{submission} is not a folder"
-        return result
-    with tempfile.TemporaryDirectory(prefix="infralens-judge-") as scratch:
-        report = Path(scratch) / "report.json"
-        try:
-            done = subprocess.run(judge_command(repo_root, submission, options, report), cwd=repo_root, capture_output=True, text=True, timeout=JUDGE_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            result.error = f"grading took longer than {JUDGE_TIMEOUT_SECONDS} s and was stopped"
+    display = readable(os.path.abspath(submission))
+    result = SubmissionResult(display, options.seed)
+    copy = scratch / "submission"
+    try:
+        take_in(submission, copy, repo_root, protected)
+    except Refused as refusal:
+        result.error = f"refused: {refusal}"
+    except OSError as error:
+        result.error = f"refused: could not read the submission: {readable(error.strerror or str(error))}"
+    else:
+        report = scratch / "report.json"
+        code, output = _run_judge(judge_command(repo_root, copy, options, report), repo_root, options.budget + JUDGE_GRACE_SECONDS)
+        if code is None:
+            result.error = f"grading took longer than {options.budget + JUDGE_GRACE_SECONDS:g} s (the submission's budget and the judge's own time) and was stopped"
+        elif report.is_file():
+            rows = json.loads(report.read_text(encoding="utf-8"))["checks"]
+            result.checks = [{**row, "message": safe_text(row.get("message", "").replace(str(copy), display))} for row in rows]
         else:
-            if report.is_file():
-                result.checks = json.loads(report.read_text(encoding="utf-8"))["checks"]
-            else:
-                reason = (done.stderr.strip() or done.stdout.strip()).splitlines()
-                result.error = f"could not be graded (exit {done.returncode}): {reason[-1] if reason else 'no output'}"
+            reason = output.strip().replace(str(copy), display).splitlines()
+            result.error = f"could not be graded (exit {code}): {safe_text(reason[-1]) if reason else 'no output'}"
     result.seconds = time.monotonic() - started
     return result
 
 
-GRADER_FILES = ("checks", "solutions", "infralens", "pyproject.toml", "conftest.py")
+GRADER_FILES = ("checks", "solutions", "infralens", "exercises", "tests", "pyproject.toml", "conftest.py")
 
 
 class GraderTampered(RuntimeError):
-    """The grader's own files changed while submissions were being graded."""
+    """The grader's own files changed while submissions were being graded; ``results`` holds what was graded."""
+
+    def __init__(self, message: str, checks: list[dict], results: list[SubmissionResult]):
+        super().__init__(message)
+        self.checks, self.results = checks, results
 
 
 def grader_digest(repo_root: Path) -> str:
-    """SHA-256 over the paths and contents of the files that decide grades (checks, references, tooling)."""
+    """SHA-256 over the files that decide grades or ship to students — checks, references, tooling,
+    starters, the project's tests, their bytecode caches — and the interpreter's ``.pth`` files."""
     digest = hashlib.sha256()
+    paths: list[Path] = []
     for name in GRADER_FILES:
         top = repo_root / name
-        for path in sorted([top] if top.is_file() else top.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(repo_root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        paths += [top] if top.is_file() else sorted(top.rglob("*"))
+    for folder in dict.fromkeys((sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])):
+        paths += sorted(Path(folder).glob("*.pth"))
+    for path in paths:
+        if path.is_file():
+            digest.update(os.fsencode(path) + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -140,31 +191,53 @@ def grade(
 ) -> tuple[list[dict], list[SubmissionResult]]:
     """Grade every submission (``options.jobs`` at a time); results come back in submission order.
 
-    Learner code cannot reach the judging process, but where the worker runs as the grader's own
-    user it can write the grader's files. So the checks, references and tooling are fingerprinted
-    before the batch and after every submission; a change stops grading with
-    :class:`GraderTampered` naming the submissions that were running.
+    Learner code cannot write the grader's files from the sandbox, so the fingerprint of those
+    files (:func:`grader_digest`, before the batch and after every submission) is a second line
+    of defence. A change voids the grades of the submissions that were running, leaves the rest
+    ungraded and raises :class:`GraderTampered`, which carries every result, so the reports are
+    still written.
     """
+    repo_root = Path(repo_root).resolve()
     checks = catalogue(repo_root, options)
     fingerprint = grader_digest(repo_root)
+    protected = grader_inodes(repo_root)
     results: list[SubmissionResult | None] = [None] * len(submissions)
     finished = 0
-    with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-        futures = {pool.submit(grade_one, repo_root, path, options): index for index, path in enumerate(submissions)}
+    tampered: str | None = None
+    with tempfile.TemporaryDirectory(prefix="infralens-grade-") as scratch_root, ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+
+        def one(index: int, path: Path) -> SubmissionResult:
+            scratch = Path(scratch_root) / f"{index:05d}"
+            scratch.mkdir(mode=0o700)
+            try:
+                return grade_one(repo_root, path, options, scratch, protected)
+            finally:
+                shutil.rmtree(scratch)
+
+        futures = {pool.submit(one, index, path): index for index, path in enumerate(submissions)}
+        void: set[int] = set()
         for future in as_completed(futures):
+            if future.cancelled():
+                continue
             index = futures[future]
             results[index] = future.result()
             finished += 1
-            if grader_digest(repo_root) != fingerprint:
-                running = [str(submissions[futures[f]]) for f in futures if f is future or f.running()]
+            if tampered is None and grader_digest(repo_root) != fingerprint:
+                void = {i for f, i in futures.items() if f is future or f.running()}
+                tampered = (
+                    f"the grader's files ({', '.join(GRADER_FILES)}) changed while grading {', '.join(readable(submissions[i]) for i in sorted(void))}; "
+                    "grading stopped. Restore them (git status, git checkout) and grade again, those submissions alone first"
+                )
                 for pending in futures:
                     pending.cancel()
-                raise GraderTampered(
-                    f"the grader's files ({', '.join(GRADER_FILES)}) changed while grading {', '.join(running)}; "
-                    "grading stopped. Restore them (git status, git checkout) and grade again, that submission alone first"
-                )
+            if index in void:
+                results[index] = SubmissionResult(results[index].path, options.seed, [], "void: the grader's files changed while this submission was graded")
             if on_done is not None:
                 on_done(finished, len(submissions), results[index])
+    if tampered is not None:
+        ungraded = "not graded: grading stopped because the grader's files changed"
+        final = [r if r is not None else SubmissionResult(readable(os.path.abspath(p)), options.seed, [], ungraded) for r, p in zip(results, submissions)]
+        raise GraderTampered(tampered, checks, final)
     return checks, [r for r in results if r is not None]
 
 

@@ -6,14 +6,19 @@ so checks run unchanged. Each attribute read or call on learner objects becomes 
 :class:`RemoteObject` handles. Handles compare by identity in the worker, never by learner
 ``__eq__``, so learner code cannot make a comparison in the judge come out true.
 
-A call that does not return within the time limit, or a worker that dies (``os._exit``, a
-segfault, the memory limit), fails that one check with a clear reason; the next call starts a
-fresh worker.
+The worker runs in the bubblewrap sandbox (:mod:`infralens.grading.sandbox`) where one is
+available, else with process limits only. Every request carries an id that its reply must echo.
+A call that runs past the per-call limit is interrupted in the worker and fails as
+:class:`LearnerTimeout`, naming the learner's innermost frame; a worker that ignores that, dies
+(``os._exit``, a segfault, the memory limit), or uses up the submission's time budget fails that
+check with a clear reason. After any missed deadline the worker is killed, and the next request
+starts a fresh one: no reply is ever read for the wrong request.
 """
 
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import select
 import shutil
@@ -29,9 +34,11 @@ from infralens.grading import wire
 from infralens.loader import LabCodeBroken, LabCodeMissing
 from infralens.grading.worker import BOOTSTRAP
 
-NOBODY = 65534
 STARTUP_TIMEOUT_SECONDS = 120  # starting Python and importing torch, before any learner code runs
+KILL_GRACE_SECONDS = 2.0  # after the per-call alarm, how long the judge waits before killing the worker
+REPLY_LIMIT_BYTES = 256 << 20  # the most one reply may make the judge hold
 OUTPUT_TAIL_CHARS = 2000
+ISOLATION_MODES = ("auto", "sandbox", "processes")
 RAISED_AS_IS = {
     "ArithmeticError", "AttributeError", "IndexError", "KeyError", "LookupError", "NameError", "NotImplementedError",
     "OverflowError", "RecursionError", "RuntimeError", "TypeError", "UnboundLocalError", "ValueError", "ZeroDivisionError",
@@ -46,42 +53,85 @@ class LearnerError(LearnerProcessError):
     """An exception raised by learner code that the judge does not re-raise as its own type (e.g. SystemExit)."""
 
 
-class Worker:
-    """One learner process for one submission: started on first use, restarted after a crash or time-out."""
+class LearnerTimeout(LearnerProcessError):
+    """A call into learner code ran past its time limit; ``learner_frames`` ends with where it was."""
 
-    def __init__(self, code_root: Path, display_root: str, call_timeout: float = 10.0, memory_bytes: int = 4 << 30):
+
+class Worker:
+    """One learner process for one submission: started on first use, replaced after a crash or time-out.
+
+    ``isolation`` is ``"sandbox"`` (bubblewrap, refused where unavailable), ``"processes"`` (process
+    limits only; a root grader's worker still drops to its own uid) or ``"auto"`` (the sandbox where
+    available). ``budget_seconds`` bounds all the submission's calls together, from construction.
+    """
+
+    def __init__(
+        self,
+        code_root: Path,
+        display_root: str,
+        call_timeout: float = 10.0,
+        memory_bytes: int = 4 << 30,
+        *,
+        isolation: str = "auto",
+        budget_seconds: float | None = None,
+    ):
+        from infralens.grading import sandbox  # imported here: the learner's own runs never pay for it
+
+        if isolation not in ISOLATION_MODES:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATION_MODES)}, got {isolation!r}")
         self.code_root = Path(code_root)
         self.display_root = display_root
         self.call_timeout = call_timeout
-        self.memory_bytes = memory_bytes
+        self.budget_seconds = budget_seconds
+        self.deadline = time.monotonic() + budget_seconds if budget_seconds else None
+        self.limits = sandbox.Limits(memory_bytes=memory_bytes, cpu_seconds=int(budget_seconds or 600) + 1)
+        found = sandbox.availability()
+        if isolation == "sandbox" and not found.available:
+            raise LearnerProcessError(f"no sandbox for learner code: {found.reason}. To get one: {sandbox.HOW_TO_GET_ONE}")
+        self.bwrap = found.bwrap if isolation != "processes" and found.available else None
+        self.uid = sandbox.worker_uid() if self.bwrap or sandbox.usable_by_others(*sandbox.interpreter_paths()) else None
         self.generation = 0
+        self.request_id = 0
         self.process: subprocess.Popen | None = None
         self.scratch: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def isolation(self) -> str:
+        """What actually confines learner code, in words (recorded in grading outputs)."""
+        if self.bwrap:
+            return "sandbox (bubblewrap)"
+        return f"process limits only, as uid {self.uid}" if self.uid is not None else "process limits only, as the grader's own user"
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        from infralens.grading import sandbox
+
         self.close()
-        self._as_nobody = self._can_drop_privileges()  # decided here: the child may only use the answer
         self.scratch = tempfile.TemporaryDirectory(prefix="infralens-worker-")
         scratch = Path(self.scratch.name)
-        shutil.copytree(Path(__file__).resolve().parent.parent, scratch / "tooling" / "infralens", ignore=shutil.ignore_patterns("__pycache__"))
-        code = scratch / "code"
-        shutil.copytree(self.code_root, code, ignore=shutil.ignore_patterns("__pycache__", ".git"), symlinks=True)
-        self._open_to_worker_user(scratch)
         self.output = open(scratch / "output.txt", "w+b")
         request_read, self._requests = os.pipe()
         self._replies, reply_write = os.pipe()
-        env = {"PATH": os.defpath, "HOME": str(code), "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        tooling = Path(__file__).resolve().parent.parent
+        config = {"site": sandbox.site_folders(), "in": request_read, "out": reply_write, "uid": self.uid, "rlimits": self.limits.rlimits()}
+        worker = [sys.executable, "-I", "-S", "-B", "-c", BOOTSTRAP]
+        if self.bwrap:
+            # Tooling and lab code are mounted read-only: nothing to copy, nothing the learner can change.
+            config.update(tooling=sandbox.TOOLING_MOUNT, code=sandbox.CODE_MOUNT)
+            argv, cwd, env = [*sandbox.command(self.bwrap, self.code_root, tooling, self.limits), *worker, json.dumps(config)], None, {}
+        else:
+            shutil.copytree(tooling, scratch / "tooling" / "infralens", ignore=shutil.ignore_patterns("__pycache__"))
+            code = scratch / "code"
+            shutil.copytree(self.code_root, code, ignore=shutil.ignore_patterns("__pycache__", ".git"), symlinks=True)
+            if self.uid is not None:
+                _give_to(scratch, self.uid)
+            config.update(tooling=str(scratch / "tooling"), code=str(code))
+            argv, cwd = [*worker, json.dumps(config)], code
+            env = {"PATH": os.defpath, "HOME": str(code), "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", BOOTSTRAP, str(scratch / "tooling"), str(code), str(request_read), str(reply_write)],
-            cwd=code,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.output,
-            stderr=self.output,
-            pass_fds=(request_read, reply_write),
-            preexec_fn=self._limits,
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self.output, stderr=self.output,
+            pass_fds=(request_read, reply_write), start_new_session=True,
         )
         os.close(request_read)
         os.close(reply_write)
@@ -91,7 +141,7 @@ class Worker:
 
     def _await_ready(self) -> None:
         """Wait for the worker's hello: Python started and torch imported, before any learner code."""
-        self._reader.set_deadline(STARTUP_TIMEOUT_SECONDS)
+        self._reader.set_deadline(min(STARTUP_TIMEOUT_SECONDS, self._budget_left()))
         try:
             hello, _frames = wire.read_message(self._reader)
         except (TimeoutError, EOFError, wire.WireError) as error:
@@ -103,45 +153,17 @@ class Worker:
             raise LearnerProcessError("the learner process did not start properly")
         self._ready = True
 
-    def _limits(self) -> None:
-        """Runs in the child before Python starts: own process group, resource limits, no privileges."""
-        import resource  # POSIX only, like isolated grading itself; learners on any OS never get here
-
-        os.setsid()
-        resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if self._as_nobody:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-
-    @staticmethod
-    def _can_drop_privileges() -> bool:
-        """Run the worker as ``nobody``: possible when we are root and ``nobody`` can use this Python."""
-        if os.geteuid() != 0:
-            return False
-        import numpy
-        import torch
-
-        return _usable_by_others(Path(sys.executable).resolve(), Path(numpy.__file__).parent, Path(torch.__file__).parent)
-
-    def _open_to_worker_user(self, scratch: Path) -> None:
-        if not self._as_nobody:
-            return
-        for folder, dirs, files in os.walk(scratch):
-            os.chown(folder, NOBODY, NOBODY)
-            for name in files:
-                os.chown(os.path.join(folder, name), NOBODY, NOBODY)
-
     def close(self) -> None:
+        """Kill the worker and everything it started; every handle into it is stale from now on."""
         if self.process is not None:
-            self.generation += 1  # every handle into this process is stale from now on
+            self.generation += 1
             try:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                os.killpg(self.process.pid, signal.SIGKILL)  # bwrap's PID namespace takes its processes along
             except (ProcessLookupError, PermissionError):
-                pass
+                pass  # already gone
             self.process.wait()
+            if not self.bwrap and self.uid is not None:
+                _kill_everything_of(self.uid)  # no PID namespace: a daemon it left must not outlive it
             try:
                 self._writer.close()
             except OSError:  # the worker is gone; unsent bytes do not matter
@@ -163,19 +185,40 @@ class Worker:
             raise LearnerProcessError("this object came from a learner process that has since been restarted")
         raise wire.WireError(f"cannot send a {type(value).__name__} to the learner's process: only data (numbers, strings, tensors, arrays, containers) crosses")
 
+    def _budget_left(self) -> float:
+        if self.deadline is None:
+            return float("inf")
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.close()
+            raise LearnerProcessError(
+                f"this submission used up its time budget of {self.budget_seconds:g} s, so this check and the remaining ones did not run: "
+                "look for calls that are far slower than they need to be"
+            )
+        return left
+
     def request(self, header: dict, frames: list[bytes], what: str) -> Any:
         """Send one request; return the decoded value or raise what the learner's code raised."""
+        budget_left = self._budget_left()
         if self.process is None:
             self.start()
         if not self._ready:
             self._await_ready()
+        self.request_id += 1
+        header = {**header, "id": self.request_id, "timeout": self.call_timeout}
+        budget_bound = budget_left < self.call_timeout + KILL_GRACE_SECONDS
         try:
             wire.write_message(self._writer, header, frames)
-            self._reader.set_deadline(self.call_timeout)
-            reply, reply_frames = wire.read_message(self._reader)
+            self._reader.set_deadline(min(self.call_timeout + KILL_GRACE_SECONDS, budget_left))
+            reply, reply_frames = wire.read_message(self._reader, REPLY_LIMIT_BYTES)
         except TimeoutError:
             self.close()
-            raise LearnerProcessError(f"your code did not return within {self.call_timeout:g} s ({what}): an infinite loop, or far too slow") from None
+            if budget_bound:
+                self._budget_left()  # raises: the budget is what ran out
+            raise LearnerTimeout(
+                f"your code did not return within {self.call_timeout:g} s ({what}) and did not stop when interrupted: "
+                "an infinite loop that catches every exception, or a single operation far too slow"
+            ) from None
         except (EOFError, BrokenPipeError):
             code = self.process.wait() if self.process else None
             tail = self._output_tail()
@@ -184,11 +227,17 @@ class Worker:
         except wire.WireError as error:
             self.close()
             raise LearnerProcessError(f"your code's process sent something that is not data ({what}): {error}") from None
-        if type(reply) is not dict:
+        except BaseException:  # e.g. the per-check timeout fired while waiting: never read this reply later
+            self.close()
+            raise
+        if type(reply) is not dict or reply.get("id") != self.request_id:
             self.close()
             raise LearnerProcessError(f"your code's process sent a malformed reply ({what})")
         if "error" in reply:
-            raise _rebuild_error(reply["error"], self.display_root)
+            error = _rebuild_error(reply["error"], self.display_root, self.call_timeout, what)
+            if isinstance(error, LearnerTimeout):
+                self.close()  # interrupted learner code may have left its state half-changed: start afresh
+            raise error
         return wire.decode(reply.get("value"), reply_frames, lambda handle: RemoteObject(self, handle, self.generation))
 
     def _output_tail(self) -> str:
@@ -202,15 +251,25 @@ class Worker:
         return f"\n  last output: {text[-OUTPUT_TAIL_CHARS:]}" if text else ""
 
 
-def _usable_by_others(*paths: Path) -> bool:
-    """True when every folder on the way to each path is searchable and the path readable by other users."""
-    for path in paths:
-        for folder in path.parents:
-            if not folder.stat().st_mode & 0o001:
-                return False
-        if not path.stat().st_mode & 0o004:
-            return False
-    return True
+def _give_to(scratch: Path, uid: int) -> None:
+    for folder, _dirs, files in os.walk(scratch):
+        os.chown(folder, uid, uid)
+        for name in files:
+            os.chown(os.path.join(folder, name), uid, uid)
+
+
+def _kill_everything_of(uid: int) -> None:
+    """SIGKILL every process of ``uid`` (a worker's own uid): a child becomes it and signals -1."""
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked child only
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)  # every process this uid may signal, except the caller
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
 
 
 class _DeadlineReader:
@@ -238,31 +297,36 @@ def _exit_reason(code: int | None) -> str:
         return "it stopped answering"
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-        hint = {"SIGSEGV": " (a segmentation fault)", "SIGKILL": " (killed: often the memory limit)"}.get(name, "")
+        hint = {"SIGSEGV": " (a segmentation fault)", "SIGKILL": " (killed: often the memory limit)", "SIGXCPU": " (its CPU time limit)"}.get(name, "")
         return f"killed by {name}{hint}"
     return f"exit code {code} (os._exit or sys.exit at import time?)"
 
 
-def _rebuild_error(error: Any, display_root: str) -> BaseException:
+def _rebuild_error(error: Any, display_root: str, call_timeout: float, what: str) -> BaseException:
     if type(error) is not dict:
         return LearnerProcessError("your code's process sent a malformed error")
-    kind, message = str(error.get("type", "Exception"))[:100], str(error.get("message", ""))
+    kind, message = wire.clean_text(str(error.get("type", "Exception"))[:100]), wire.clean_text(str(error.get("message", "")))
+    frames = error.get("frames") if type(error.get("frames")) is list else []
+    learner_frames = [
+        (wire.clean_text(str(f.get("function", "?"))[:200]), f"{display_root}/{wire.clean_text(str(f.get('file', '?'))[:300])}", f["line"], wire.clean_text(str(f.get("source", ""))[:200]))
+        for f in frames
+        if type(f) is dict and type(f.get("line", 0)) is int
+    ]
     if kind == "LabCodeMissing":
         return LabCodeMissing(message)
     if kind == "LabCodeBroken":
         return LabCodeBroken(message)
-    if error.get("builtin") is True and kind in RAISED_AS_IS:
-        rebuilt: BaseException = getattr(builtins, kind)(message)
+    if kind == "LearnerTimeout":
+        function, file, line, _source = learner_frames[-1] if learner_frames else (None, "", 0, "")
+        where = f"it was still running `{function}` at {file}:{line}" if function else what
+        rebuilt: BaseException = LearnerTimeout(f"your code did not return within {call_timeout:g} s ({where}): an infinite loop, or far too slow")
+    elif error.get("builtin") is True and kind in RAISED_AS_IS:
+        rebuilt = getattr(builtins, kind)(message)
     elif kind == "SystemExit":
         rebuilt = LearnerError(f"your code called sys.exit({message})")
     else:
         rebuilt = LearnerError(f"{kind}: {message}")
-    frames = error.get("frames") if type(error.get("frames")) is list else []
-    rebuilt.learner_frames = [
-        (str(f.get("function", "?"))[:200], f"{display_root}/{str(f.get('file', '?'))[:300]}", int(f.get("line", 0)), str(f.get("source", ""))[:200])
-        for f in frames
-        if type(f) is dict and type(f.get("line", 0)) is int
-    ]
+    rebuilt.learner_frames = learner_frames
     return rebuilt
 
 
@@ -292,14 +356,14 @@ class RemoteObject:
             raise AttributeError(name)  # Python's own protocol probes stay on this side
         if name in self._static_attributes:
             return self._static_attributes[name]
-        value = self._ask("getattr", f"reading `{self._handle.type_name}.{name}`", name=name)
+        value = self._ask("getattr", f"reading `{self._handle.label}.{name}`", name=name)
         if self._handle.static and isinstance(value, RemoteObject):
             # A class's or module's functions, classes and enum members: one round trip each.
             self._static_attributes[name] = value
         return value
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._ask("call", f"calling `{self._handle.type_name}`", args=list(args), kwargs=dict(kwargs))
+        return self._ask("call", f"calling `{self._handle.label}`", args=list(args), kwargs=dict(kwargs))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RemoteObject) and (other._generation, other._handle.id) == (self._generation, self._handle.id)
@@ -340,7 +404,7 @@ class RemoteObject:
 
     @property
     def __dict__(self) -> Any:  # dataclasses' fields, as data
-        return self._ask("getattr", f"reading `{self._handle.type_name}.__dict__`", name="__dict__")
+        return self._ask("getattr", f"reading `{self._handle.label}.__dict__`", name="__dict__")
 
 
 def _text(value: Any) -> str:

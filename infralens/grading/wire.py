@@ -18,6 +18,7 @@ import dataclasses
 import importlib
 import json
 import math
+import re
 import struct
 import sys
 from typing import Any, BinaryIO, Callable
@@ -26,6 +27,7 @@ import numpy as np
 
 MAX_MESSAGE_BYTES = 1 << 30  # a worker cannot make the judge allocate more than 1 GiB per message
 TOOLING_DATACLASSES = {"infralens.models.ModelConfig"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class WireError(Exception):
@@ -34,12 +36,19 @@ class WireError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Handle:
-    """A reference to an object that lives in the worker: its id there, its type's name, and
-    whether it is a class or module (whose attributes the judge may cache)."""
+    """A reference to an object that lives in the worker: its id there, its type's name, whether
+    it is a class or module (whose attributes the judge may cache), and the function's, class's or
+    module's own name (``""`` for other objects)."""
 
     id: int
     type_name: str
     static: bool = False
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        """How feedback names the object: ``add`` for a function, else its type, ``QuantPlan``."""
+        return self.name or self.type_name
 
 
 def encode(value: Any, frames: list[bytes], as_handle: Callable[[Any], Handle] | None = None) -> Any:
@@ -87,16 +96,21 @@ def encode(value: Any, frames: list[bytes], as_handle: Callable[[Any], Handle] |
         fields = {f.name: encode(getattr(value, f.name), frames, as_handle) for f in dataclasses.fields(value)}
         return {"dataclass": qualified, "fields": fields}
     if isinstance(value, Handle):
-        return {"handle": value.id, "type": value.type_name, "static": value.static}
+        return {"handle": value.id, "type": value.type_name, "static": value.static, "name": value.name}
     if as_handle is None:
         raise WireError(f"cannot send a {kind.__name__} to the learner's process: only data (numbers, strings, tensors, arrays, containers) crosses")
     handle = as_handle(value)
-    return {"handle": handle.id, "type": handle.type_name, "static": handle.static}
+    return {"handle": handle.id, "type": handle.type_name, "static": handle.static, "name": handle.name}
 
 
 def decode(data: Any, frames: list[bytes], make_handle: Callable[[Handle], Any]) -> Any:
-    """Rebuild a value from :func:`encode`'s output; handles become ``make_handle(Handle)``."""
-    if data is None or type(data) in (bool, int, float, str):
+    """Rebuild a value from :func:`encode`'s output; handles become ``make_handle(Handle)``.
+
+    Text comes back as valid Unicode (see :func:`clean_text`), so it can always be written out.
+    """
+    if type(data) is str:
+        return clean_text(data)
+    if data is None or type(data) in (bool, int, float):
         return data
     if type(data) is list:
         return [decode(v, frames, make_handle) for v in data]
@@ -151,10 +165,15 @@ def decode(data: Any, frames: list[bytes], make_handle: Callable[[Handle], Any])
     if "dataclass" in data:
         return _tooling_dataclass(data, frames, make_handle)
     if "handle" in data:
-        if type(data["handle"]) is not int or type(data.get("type")) is not str or type(data.get("static", False)) is not bool:
+        if type(data["handle"]) is not int or type(data.get("type")) is not str or type(data.get("static", False)) is not bool or type(data.get("name", "")) is not str:
             raise WireError("malformed handle")
-        return make_handle(Handle(data["handle"], data["type"][:200], data.get("static", False)))
+        return make_handle(Handle(data["handle"], clean_text(data["type"][:200]), data.get("static", False), clean_text(data.get("name", "")[:200])))
     raise WireError(f"unknown tag in a message: {sorted(data)[:3]}")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates (which no encoder writes) replaced by U+FFFD."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def _frame(frames: list[bytes], index: Any) -> bytes:
@@ -221,12 +240,13 @@ def write_message(stream: BinaryIO, header: Any, frames: list[bytes]) -> None:
     stream.flush()
 
 
-def read_message(stream: BinaryIO) -> tuple[Any, list[bytes]]:
-    """Read one message; raises ``EOFError`` when the peer is gone and ``WireError`` on garbage."""
-    budget = MAX_MESSAGE_BYTES
+def read_message(stream: BinaryIO, limit: int = MAX_MESSAGE_BYTES) -> tuple[Any, list[bytes]]:
+    """Read one message of at most ``limit`` bytes; raises ``EOFError`` when the peer is gone and
+    ``WireError`` on garbage."""
+    budget = limit
     (length,) = struct.unpack("<I", _read_exact(stream, 4))
     if length > budget:
-        raise WireError(f"message header of {length} bytes exceeds the limit")
+        raise WireError(f"message header of {length} bytes exceeds the limit of {limit} bytes")
     try:
         header = json.loads(_read_exact(stream, length).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -237,7 +257,7 @@ def read_message(stream: BinaryIO) -> tuple[Any, list[bytes]]:
     for _ in range(count):
         (size,) = struct.unpack("<Q", _read_exact(stream, 8))
         if size > budget:
-            raise WireError(f"message of more than {MAX_MESSAGE_BYTES} bytes")
+            raise WireError(f"message of more than {limit} bytes")
         budget -= size
         frames.append(_read_exact(stream, size))
     return header, frames

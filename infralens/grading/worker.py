@@ -1,14 +1,22 @@
 """The learner's side of isolated grading: a process that imports learner code and runs it on request.
 
-Started by :class:`infralens.grading.remote.Worker` as ``python -I -c BOOTSTRAP TOOLING_DIR CODE_ROOT IN_FD OUT_FD``
-inside a scratch copy of the submission, with resource limits and (when started as root) an
-unprivileged user. It answers one request at a time on the protocol pipes; whatever learner code
-prints goes to its stdout/stderr, which the judge captures and truncates. Everything the worker
-sends back is data under :mod:`infralens.grading.wire`, or a handle to an object that stays here.
+Started by :class:`infralens.grading.remote.Worker` as ``python -I -S -B -c BOOTSTRAP CONFIG``, inside
+the bubblewrap sandbox (:mod:`infralens.grading.sandbox`) where there is one. ``CONFIG`` is JSON:
+the tooling and package folders for ``sys.path``, the code root, the two protocol pipes, the uid
+to drop to (a root grader's worker) and the resource limits. Before any learner code is imported,
+:func:`main` drops privileges, sets the limits, and imports the heavy libraries; then it says hello
+and answers one request at a time. Every reply echoes its request's ``id``.
+
+A request may carry a ``timeout``: an alarm then interrupts learner code that runs longer, and the
+reply is a ``LearnerTimeout`` error naming the innermost learner frame. Learner code that ignores
+the alarm is killed by the judge (the backstop). Whatever learner code prints goes to the judge's
+capture file. Everything sent back is data under :mod:`infralens.grading.wire`, or a handle to an
+object that stays here.
 """
 
 from __future__ import annotations
 
+import json
 import linecache
 import os
 import signal
@@ -21,8 +29,15 @@ from typing import Any
 from infralens.grading import wire
 from infralens.loader import LabCode, LabCodeBroken, LabCodeMissing
 
-BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from infralens.grading.worker import main; main(sys.argv[2:])"
+BOOTSTRAP = (
+    "import json, sys; config = json.loads(sys.argv[1]); sys.path[:0] = [config['tooling']]; sys.path += config['site']; "
+    "from infralens.grading.worker import main; main(config)"
+)
 MESSAGE_CHARS = 4000
+
+
+class CallTimedOut(BaseException):
+    """Raised inside learner code by the per-call alarm (a ``BaseException``, like ``KeyboardInterrupt``)."""
 
 
 class Session:
@@ -38,7 +53,10 @@ class Session:
         if key not in self.ids:
             self.ids[key] = len(self.objects) + 1
             self.objects[self.ids[key]] = value
-        return wire.Handle(self.ids[key], type(value).__name__, isinstance(value, (type, ModuleType)))
+        name = getattr(value, "__qualname__", None) if callable(value) or isinstance(value, ModuleType) else None
+        if isinstance(value, ModuleType):
+            name = value.__name__.rpartition(".")[2]
+        return wire.Handle(self.ids[key], type(value).__name__, isinstance(value, (type, ModuleType)), name if type(name) is str else "")
 
     def resolve(self, handle: wire.Handle) -> Any:
         try:
@@ -70,7 +88,8 @@ class Session:
             return target[decode(header["key"])]
         raise ValueError(f"unknown operation {op!r}")
 
-    def error(self, error: BaseException) -> dict:
+    def frames(self, error: BaseException) -> list[dict]:
+        """The traceback's frames in learner files (relative to the code root), innermost last."""
         root = str(self.code_root.resolve())
         frames = []
         for frame, line in traceback.walk_tb(error.__traceback__):
@@ -80,18 +99,50 @@ class Session:
                 code = frame.f_code
                 source = linecache.getline(filename, line).strip()
                 frames.append({"file": path[len(root) + 1 :], "line": line, "function": getattr(code, "co_qualname", code.co_name), "source": source[:200]})
+        return frames
+
+    def error(self, error: BaseException) -> dict:
+        if isinstance(error, CallTimedOut):
+            return {"type": "LearnerTimeout", "builtin": False, "message": "", "frames": self.frames(error)}
         try:
             message = str(error)[:MESSAGE_CHARS]
         except BaseException:  # a learner exception whose __str__ itself fails
             message = f"<{type(error).__name__} whose message could not be read>"
         kind = type(error)
-        return {"type": kind.__name__, "builtin": kind.__module__ == "builtins", "message": message, "frames": frames}
+        return {"type": kind.__name__, "builtin": kind.__module__ == "builtins", "message": message, "frames": self.frames(error)}
 
 
-def main(argv: list[str]) -> None:
-    code_root, in_fd, out_fd = Path(argv[0]), int(argv[1]), int(argv[2])
+def drop_privileges(uid: int | None) -> None:
+    """Become ``uid`` (with no supplementary groups) when started as root; refuse to go on otherwise."""
+    if uid is None:
+        return
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid or os.getegid() != uid:
+        raise SystemExit(f"could not drop privileges to uid {uid}")
+
+
+def set_limits(rlimits: dict[str, int]) -> None:
+    """Apply ``{"RLIMIT_AS": bytes, ...}`` as soft and hard limits (CPU: SIGXCPU first, SIGKILL 5 s later)."""
+    import resource
+
+    for name, value in rlimits.items():
+        hard = value + 5 if name == "RLIMIT_CPU" else value
+        resource.setrlimit(getattr(resource, name), (value, hard))
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise CallTimedOut
+
+
+def main(config: dict) -> None:
+    drop_privileges(config.get("uid"))
+    set_limits(config["rlimits"])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a huge print fails with an error instead of killing us
-    requests, replies = os.fdopen(in_fd, "rb"), os.fdopen(out_fd, "wb")
+    signal.signal(signal.SIGALRM, _alarm)
+    code_root = Path(config["code"])
+    requests, replies = os.fdopen(config["in"], "rb"), os.fdopen(config["out"], "wb")
     import numpy  # noqa: F401  the heavy libraries load before the hello, on the judge's clock
     import torch  # noqa: F401
 
@@ -103,13 +154,20 @@ def main(argv: list[str]) -> None:
             header, frames = wire.read_message(requests)
         except EOFError:
             return
+        request_id = header.get("id") if type(header) is dict else None
+        timeout = header.get("timeout") if type(header) is dict else None
         reply_frames: list[bytes] = []
         try:
-            result = session.handle(header, frames)
-            reply = {"value": wire.encode(result, reply_frames, session.as_handle)}
+            if type(timeout) in (int, float) and timeout > 0:
+                signal.setitimer(signal.ITIMER_REAL, timeout)
+            try:
+                result = session.handle(header, frames)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            reply = {"id": request_id, "value": wire.encode(result, reply_frames, session.as_handle)}
         except (LabCodeMissing, LabCodeBroken) as error:
-            reply = {"error": {"type": type(error).__name__, "builtin": False, "message": str(error), "frames": []}}
+            reply = {"id": request_id, "error": {"type": type(error).__name__, "builtin": False, "message": str(error), "frames": []}}
         except BaseException as error:  # learner code may raise anything, SystemExit included
             reply_frames = []
-            reply = {"error": session.error(error)}
+            reply = {"id": request_id, "error": session.error(error)}
         wire.write_message(replies, reply, reply_frames)
