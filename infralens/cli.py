@@ -169,19 +169,22 @@ def _mutants(args: argparse.Namespace) -> int:
     root = _root(args)
     labs = discover_labs(root)
     chosen = [resolve_lab(name, labs) for name in args.labs] or [lab for lab in labs if (root / "tests" / "mutants" / f"{lab.folder}.toml").is_file()]
-    survivors = 0
+    survivors = unstable = 0
     for lab in chosen:
         for result in run_mutants(root, lab.folder):
             verdict = ("caught" if result.caught_by_public else "hidden") if result.caught else "SURVIVED"
             survivors += not result.caught
+            unstable += not result.hidden_stable
             print(f"{lab.short}  {verdict:<8}  {result.mutant.name:<28}  {result.mutant.why}")
             if not result.caught:
                 print(f"          {result.detail}")
-    print("\n(caught: a public check fails; hidden: only hidden checks fail, so a student release would miss it)")
             if not result.hidden_stable:
                 print("          the hidden checks' verdict on this mutant depends on the seed")
+    print("\n(caught: a public check fails; hidden: only hidden checks fail, so a student release would miss it)")
     print(f"{survivors} mutant{'s' if survivors != 1 else ''} survived" if survivors else "every mutant was caught")
-    return 1 if survivors else 0
+    if unstable:
+        print(f"{unstable} mutant{'s' if unstable != 1 else ''} got a seed-dependent verdict from the hidden checks")
+    return 1 if survivors or unstable else 0
 
 
 if __name__ == "__main__":
@@ -189,10 +192,10 @@ if __name__ == "__main__":
 
 
 def _grade(args: argparse.Namespace) -> int:
+    import os
     import secrets
 
     from infralens.grading import reports
-    import os
     from infralens.grading.batch import GradeOptions, GraderTampered, grade, isolation_record, shard, summary
     from infralens.grading.sandbox import HOW_TO_GET_ONE, availability
 
@@ -205,16 +208,16 @@ def _grade(args: argparse.Namespace) -> int:
         raise ValueError(f"--gradescope writes one submission's results.json; got {len(submissions)} submissions")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.budget <= 0:
+        raise ValueError(f"--budget must be a positive number of seconds, got {args.budget:g}")
+    if not args.no_sandbox and not availability().available:
+        raise RuntimeError(f"learner code must run in a sandbox, and none is available here: {availability().reason}.\nTo get one: {HOW_TO_GET_ONE}")
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     options = GradeOptions(chosen, seed, args.timeout, args.call_timeout, args.memory_limit, args.jobs, args.budget, "processes" if args.no_sandbox else "sandbox")
     isolation = isolation_record(options)
     if args.no_sandbox:
         print(f"WARNING: {isolation}", file=sys.stderr)
     print(f"grading {len(submissions)} submission{'s' if len(submissions) != 1 else ''} · seed {seed} · {args.jobs} at a time", file=sys.stderr)
-    if args.budget <= 0:
-        raise ValueError(f"--budget must be a positive number of seconds, got {args.budget:g}")
-    if not args.no_sandbox and not availability().available:
-        raise RuntimeError(f"learner code must run in a sandbox, and none is available here: {availability().reason}.\nTo get one: {HOW_TO_GET_ONE}")
     try:
         checks, results = grade(root, submissions, options, on_done=_progress_bar())
         tampered = None
@@ -229,12 +232,12 @@ def _grade(args: argparse.Namespace) -> int:
     if args.gradescope:
         reports.write_gradescope(args.gradescope, checks, results[0], isolation, withhold_hidden=True)
     print(summary(checks, results))
-    return 0
-
-
     if tampered is not None:
         print(f"infralens grade: {tampered}", file=sys.stderr)
         return 3
+    return 0
+
+
 def _progress_bar():
     """A one-line bar on a terminal; one line per submission otherwise (CI logs)."""
     live = sys.stderr.isatty()

@@ -1,5 +1,6 @@
 """Mutation testing for the checks: each mutant is the reference solution with one plausible learner
-mistake, and the lab's checks must catch it (at least one check fails on it).
+mistake, and the lab's checks must catch it — a *public* check, so a student release catches it too —
+and the hidden checks must give it the same verdict whatever the seed.
 
 Mutants live as data in ``tests/mutants/labNN_slug.toml``::
 
@@ -12,6 +13,9 @@ Mutants live as data in ``tests/mutants/labNN_slug.toml``::
 
 ``find`` must occur exactly once in the solution, so a mutant that no longer applies after the
 solution changes is reported instead of silently testing nothing.
+
+All mutants of a lab run in one pytest session (:mod:`infralens.sweep`): public checks until the
+first failure, then the hidden checks once per seed in :data:`SEEDS`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infralens.hints import tomllib
-from infralens.runner import run_checks
+from infralens.sweep import Target, TargetRun, sweep
+
+SEEDS = (1, 2, 3)
 
 
 class MutantError(ValueError):
@@ -41,12 +47,14 @@ class Mutant:
 @dataclass(frozen=True)
 class MutantResult:
     """``caught`` when at least one check failed on the mutant for a reason other than an import error;
-    ``caught_by_public`` when a public check did (what a student release still catches)."""
+    ``caught_by_public`` when a public check did (what a student release still catches);
+    ``hidden_stable`` when the hidden checks that fail are the same for every seed in :data:`SEEDS`."""
 
     lab: str
     mutant: Mutant
     caught: bool
     caught_by_public: bool
+    hidden_stable: bool
     failing_checks: tuple[str, ...]
     detail: str
 
@@ -85,18 +93,25 @@ def apply_mutant(solution_dir: Path, mutant: Mutant, into: Path) -> Path:
 
 
 def run_mutants(repo_root: Path, lab_folder: str) -> list[MutantResult]:
-    """Run the lab's checks against every mutant in ``tests/mutants/<lab_folder>.toml``."""
+    """Run the lab's checks against every mutant in ``tests/mutants/<lab_folder>.toml``, in one session."""
     repo_root = Path(repo_root).resolve()
     mutants = load_mutants(repo_root / "tests" / "mutants" / f"{lab_folder}.toml")
-    results = []
-    for mutant in mutants:
-        with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant.name}-") as scratch:
-            tree = apply_mutant(repo_root / "solutions" / lab_folder, mutant, Path(scratch))
-            _exit, report = run_checks(repo_root, "--submission", str(tree), paths=(repo_root / "checks" / lab_folder,))
-        failing = [c for c in report["checks"] if c["outcome"] != "passed"]
-        broken = [c for c in failing if "could not be imported" in c["message"]]
-        caught = bool(failing) and not broken
-        detail = broken[0]["message"] if broken else (failing[0]["message"].splitlines()[0] if failing else "every check passed")
-        by_public = caught and any(not c["hidden"] for c in failing)
-        results.append(MutantResult(lab_folder, mutant, caught, by_public, tuple(c["nodeid"] for c in failing), detail))
-    return results
+    with tempfile.TemporaryDirectory(prefix="infralens-mutants-") as scratch:
+        targets = []
+        for mutant in mutants:
+            tree = apply_mutant(repo_root / "solutions" / lab_folder, mutant, Path(scratch) / mutant.name)
+            targets.append(Target(mutant.name, tree, SEEDS, until_caught=True))
+        runs = sweep(repo_root, lab_folder, targets)
+    return [judge_mutant(lab_folder, mutant, run) for mutant, run in zip(mutants, runs)]
+
+
+def judge_mutant(lab_folder: str, mutant: Mutant, run: TargetRun) -> MutantResult:
+    """The verdict on one mutant from its sweep run."""
+    failing = [c for c in run.public + [row for rows in run.hidden.values() for row in rows] if c["outcome"] not in ("passed", "skipped")]
+    broken = [c for c in failing if "could not be imported" in c["message"]]
+    caught = bool(failing) and not broken
+    detail = broken[0]["message"] if broken else (failing[0]["message"].splitlines()[0] if failing else "every check passed")
+    by_public = caught and any(not c["hidden"] for c in failing)
+    stable = len(set(run.hidden_verdicts().values())) <= 1
+    names = tuple(dict.fromkeys(c["nodeid"] for c in failing))
+    return MutantResult(lab_folder, mutant, caught, by_public, stable, names, detail)

@@ -6,11 +6,15 @@ import json
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+import lab_sources
 from infralens.labs import discover_labs
+from infralens.mutants import Mutant, apply_mutant, load_mutants
+from infralens.sweep import TargetRun
 
 REPO = Path(__file__).resolve().parent.parent
 LABS = [lab.folder for lab in discover_labs(REPO)]
@@ -21,13 +25,43 @@ def run_python(*args: str, cwd: Path = REPO, timeout: float = 600) -> subprocess
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def run_lab_checks(lab_folder: str, *options: str, tmp_path: Path) -> tuple[int, dict, str]:
-    """Run one lab's checks in a subprocess; return exit code, the JSON report and the output."""
-    report = tmp_path / f"{lab_folder}-report.json"
-    done = run_python("-m", "pytest", f"checks/{lab_folder}", "-p", "no:cacheprovider", "-q", f"--infralens-report={report}", *options)
-    output = done.stdout + done.stderr
-    assert report.is_file(), f"the checks of {lab_folder} did not run (exit {done.returncode}):\n{output[-3000:]}"
-    return done.returncode, json.loads(report.read_text()), output
+SEEDS = (1, 2, 3)
+_sweeps: dict[str, "LabSweep"] = {}
+
+
+@dataclass(frozen=True)
+class LabSweep:
+    """Every run of one lab's checks that the invariant tests judge, from one pytest session:
+    the starter, the reference, the adversarial trees of :data:`lab_sources.ADVERSARIAL_BODIES`
+    and every mutant (public checks until caught, hidden checks once per seed)."""
+
+    runs: dict[str, TargetRun]
+    mutants: list[Mutant]
+
+
+def sweep_lab(lab_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LabSweep:
+    """Run (once per test process) every tree the invariant tests need against ``lab_folder``'s checks."""
+    if lab_folder in _sweeps:
+        return _sweeps[lab_folder]
+    scratch = tmp_path_factory.mktemp(f"sweep-{lab_folder}")
+    targets = [
+        {"name": "starter", "code_root": str(REPO / "exercises"), "seeds": [SEEDS[0]]},
+        {"name": "solution", "code_root": str(REPO / "solutions"), "seeds": list(SEEDS)},
+    ]
+    for name, body in lab_sources.ADVERSARIAL_BODIES.items():
+        tree = lab_sources.write_adversarial_tree(REPO / "exercises" / lab_folder, body, scratch / name)
+        targets.append({"name": name, "code_root": str(tree), "seeds": list(SEEDS)})
+    mutants_file = REPO / "tests" / "mutants" / f"{lab_folder}.toml"
+    mutants = load_mutants(mutants_file) if mutants_file.is_file() else []
+    for mutant in mutants:
+        tree = apply_mutant(REPO / "solutions" / lab_folder, mutant, scratch / "mutants" / mutant.name)
+        targets.append({"name": f"mutant:{mutant.name}", "code_root": str(tree), "seeds": list(SEEDS), "until_caught": True})
+    (scratch / "targets.json").write_text(json.dumps(targets), encoding="utf-8")
+    done = run_python("-m", "infralens.sweep", str(REPO), lab_folder, str(scratch / "targets.json"), str(scratch / "runs.json"))
+    assert done.returncode == 0, f"the sweep of {lab_folder} failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
+    runs = [TargetRun.from_json(data) for data in json.loads((scratch / "runs.json").read_text(encoding="utf-8"))]
+    _sweeps[lab_folder] = LabSweep({run.name: run for run in runs}, mutants)
+    return _sweeps[lab_folder]
 
 
 DEMO_PYPROJECT = """

@@ -86,3 +86,34 @@ def _strip_exercise_bodies(node: ast.stmt, exercise_names: set[str]) -> ast.stmt
         docstring = function.body[: len(function.body) - len(body_without_docstring(function))]
         function.body = docstring or [ast.Pass()]
     return node
+
+
+ADVERSARIAL_BODIES = {
+    # Validation checks must not pay a function that refuses everything.
+    "rejects-everything": "raise ValueError('rejects every input')",
+    # Tensor comparisons must check shape before values: an empty tensor broadcasts to "equal".
+    "empty-tensors": "return __import__('torch').empty(0)",
+}
+
+
+def adversarial_module(starter: Path, body: str) -> str:
+    """The starter's source with every exercise's body replaced by ``body`` (one statement)."""
+    source = starter.read_text(encoding="utf-8").splitlines(keepends=True)
+    tree = parse(starter)
+    replaced = []
+    for function in functions(tree).values():
+        if is_exercise(function):
+            statement = body_without_docstring(function)[0]
+            replaced.append((statement.lineno, statement.end_lineno, statement.col_offset))
+    for first, last, column in sorted(replaced, reverse=True):
+        source[first - 1 : last] = [" " * column + body + "\n"]
+    return "".join(source)
+
+
+def write_adversarial_tree(exercises_lab: Path, body: str, into: Path) -> Path:
+    """A copy of one lab's starter folder under ``into`` whose exercises all run ``body``; returns ``into``."""
+    target = into / exercises_lab.name
+    target.mkdir(parents=True)
+    for starter in exercises_lab.glob("*.py"):
+        (target / starter.name).write_text(adversarial_module(starter, body), encoding="utf-8")
+    return into
