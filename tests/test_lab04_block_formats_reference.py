@@ -263,8 +263,41 @@ def test_nf4_matches_the_cuda_decision_tree(blocksize):
     qw = ref.quantize_nf4(x, blocksize)
     packed, absmax = bnb_kernel_quantize(x, blocksize)
     assert qw.packed.tobytes() == packed
-    np.testing.assert_array_equal(qw.absmax, absmax)
+    assert qw.absmax.tobytes() == absmax.tobytes()  # bit for bit: the zero blocks' absmax is +0.0
     assert qw.packed.shape == (x.size // 2,) and qw.absmax.dtype == np.float32
+
+
+def test_nf4_all_zero_blocks_store_absmax_plus_zero():
+    """bitsandbytes takes the max of fabsf(x) (kQuantizeBlockwise; torch.abs in the default backend), so a
+    block of zeros, -0.0 included, stores absmax +0.0, and decodes to NF4_CODE[0] × +0.0 = -0.0."""
+    x = np.zeros((3, 64), dtype=np.float32)
+    x[1] = -0.0
+    x[2, ::2] = -0.0
+    qw = ref.quantize_nf4(x)
+    assert qw.absmax.tobytes() == bytes(12)
+    assert bnb_kernel_quantize(x, 64)[1].tobytes() == bytes(12)
+    assert bnb_default_backend_quantize(x, 64)[1].tobytes() == bytes(12)
+    assert qw.packed.tobytes() == bytes(96)  # NaN -> code 0
+    decoded = ref.dequantize_nf4(qw)
+    assert np.all(decoded == 0) and np.all(np.signbit(decoded))
+
+
+def test_nf4_normalizes_with_a_reciprocal_as_the_kernel_does():
+    """The public check's values: x · (1/absmax) and x / absmax round to neighbouring floats on either
+    side of a midpoint, so the two give different codes; both bitsandbytes backends multiply by the
+    reciprocal, and on these values the default backend's argmin agrees with the kernel's tree."""
+    x = np.zeros((2, 64), dtype=np.float32)
+    x[0, :5] = [3.0, -0.41373518, 0.11937045, 1.1679376, 1.9283608]
+    x[1, :6] = [0.7, -0.09653821, -0.03186751, 0.027853105, 0.14246488, 0.44995084]
+    qw = ref.quantize_nf4(x)
+    packed, absmax = bnb_kernel_quantize(x, 64)
+    assert qw.packed.tobytes() == packed and qw.absmax.tobytes() == absmax.tobytes()
+    assert bnb_default_backend_quantize(x, 64)[0] == packed
+    codes = np.stack([qw.packed >> 4, qw.packed & 15], axis=1).reshape(2, 64)
+    assert codes[0, :5].tolist() == [15, 5, 8, 12, 14]
+    assert codes[1, :6].tolist() == [15, 5, 6, 7, 9, 13]
+    divided = [[bnb_tree_code(np.float32(v / row[0])) for v in row[:6]] for row in x]
+    assert divided == [[15, 6, 7, 11, 13, 7], [15, 6, 6, 7, 9, 13]]
 
 
 def test_nf4_ties_on_midpoints_take_the_lower_code():
@@ -283,7 +316,7 @@ def test_nf4_matches_the_default_backend_on_random_weights():
     qw = ref.quantize_nf4(x)
     packed, absmax = bnb_default_backend_quantize(x, 64)
     assert qw.packed.tobytes() == packed
-    np.testing.assert_array_equal(qw.absmax, absmax)
+    assert qw.absmax.tobytes() == absmax.tobytes()
     expected = (ref.NF4_CODE[np.stack([qw.packed >> 4, qw.packed & 15], 1).reshape(-1, 64)] * absmax[:, None]).reshape(x.shape)
     np.testing.assert_array_equal(ref.dequantize_nf4(qw), expected)
 

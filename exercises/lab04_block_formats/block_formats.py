@@ -90,6 +90,7 @@ class NF4Weight:
     packed      uint8 ``(numel // 2,)``: two 4-bit codes per byte, element ``2i`` in the HIGH
                 nibble of byte ``i``, element ``2i + 1`` in the low nibble
     absmax      float32 ``(numel // block_size,)``: ``max |x|`` of each block of the flattened tensor
+                (``+0.0`` for an all-zero block, whatever the signs of its zeros)
     shape       the original shape; the tensor is flattened in C order before blocking
     block_size  weights per absmax
     """
@@ -121,8 +122,10 @@ def bits_per_weight(fmt: str) -> float:
     Every byte of the block counts — codes, scales, mins, sub-block scales — divided by the
     weights the block holds: ``sum(field bytes) × 8 / block_size``. Example: Q4_0 stores 32
     weights in 2 + 16 = 18 bytes, so ``bits_per_weight("Q4_0") == 18 * 8 / 32 == 4.5``; Q6_K is
-    210 bytes per 256 weights, 6.5625. An unknown format raises ``ValueError`` naming it and
-    listing the known ones.
+    210 bytes per 256 weights, 6.5625.
+
+    Returns a Python ``float`` (not a NumPy scalar). An unknown format raises ``ValueError``
+    whose message names it and lists the known ones.
     """
     # TODO: look fmt up in BLOCK_LAYOUTS (an unknown fmt raises ValueError listing the known ones),
     #       add up the bytes of every field and turn them into bits per weight of the block.
@@ -149,7 +152,8 @@ def quantize_q8_0(x: np.ndarray) -> np.ndarray:
     Input: ``float32`` (``float16`` is accepted and widened exactly, as llama.cpp does before it
     quantizes an f16 tensor); any other dtype raises ``ValueError`` naming it — convert
     explicitly, since float64 would be rounded. ``K`` not a multiple of 32, a 0-d array, and
-    NaN or ±Inf values raise ``ValueError`` naming the problem (K, or the first bad index).
+    NaN or ±Inf values raise ``ValueError``; the message names the dtype, ``K``, or the bad value
+    (``nan``, ``inf``) with its index.
 
     Example: a block of 32 values ``0, 1, ..., 31`` has ``d = 31/127``, codes ``round(i × 127/31)``
     = 0, 4, 8, 12, 16, 20, 25, ... 127; its bytes start ``d0 33 00 04 08 0c 10 14 19``.
@@ -212,7 +216,8 @@ def dequantize_q4_0(q: np.ndarray) -> np.ndarray:
 
     Element ``j`` of a block is ``((byte[j] & 0x0F) - 8) × d`` and element ``j + 16`` is
     ``((byte[j] >> 4) - 8) × d``, with ``d`` the stored little-endian fp16. Exact in float32.
-    ``q`` must be uint8 with a last dimension that is a multiple of 18; otherwise ``ValueError``.
+    ``q`` must be uint8 with a last dimension that is a multiple of 18; otherwise ``ValueError``
+    naming the dtype or the length.
 
     Example: ``c0 c3 48 48 37 ...``: ``d = -3.875``; element 0 is ``(8 - 8) × d = -0.0``, element 2
     is ``(7 - 8) × d = 3.875``, element 16 is ``(4 - 8) × d = 15.5``.
@@ -226,23 +231,26 @@ def quantize_nf4(x: np.ndarray, block_size: int = NF4_DEFAULT_BLOCK_SIZE) -> NF4
     """Quantize ``x`` to NF4 with bitsandbytes' semantics (``quantize_4bit(..., quant_type="nf4")``).
 
     * flatten ``x`` in C order and cut it into blocks of ``block_size`` values;
-    * ``absmax = max |x|`` per block, stored as float32;
-    * normalize: ``n = x × (1 / absmax)`` in float32 (a reciprocal, then a multiply, as the kernel does);
+    * ``absmax = max |x|`` per block, stored as float32; ``|-0.0|`` is ``+0.0``, so an all-zero
+      block stores ``absmax = +0.0`` (bitsandbytes takes ``fabsf`` of every value);
+    * normalize: ``n = x × (1 / absmax)`` in float32 (a reciprocal, then a multiply, as the kernel
+      does): ``x / absmax`` differs by an ulp for some values, enough to cross a midpoint;
     * code = the NF4 value nearest to ``n``: the number of midpoints
       ``(NF4_CODE[i] + NF4_CODE[i+1]) / 2`` (float32) that lie strictly below ``n`` — this is
       bitsandbytes' decision tree (``x > midpoint`` goes up). A value exactly on a midpoint takes
       the LOWER code. An all-zero block gives ``0 × (1/0) = NaN``, which is above no midpoint:
-      its codes are 0 and it decodes to ``-1.0 × 0 = -0.0``;
+      its codes are 0 and it decodes to ``NF4_CODE[0] × absmax = -1.0 × +0.0 = -0.0``;
     * pack two codes per byte: element ``2i`` in the HIGH nibble of byte ``i``.
 
     ``x`` must be float32 or float16 (widened exactly) and finite; ``block_size`` a positive even
-    int; ``x.size`` a multiple of ``block_size`` (bitsandbytes also accepts a ragged last block;
-    this lab does not). Violations raise ``ValueError`` naming the numbers.
+    int (a ``bool`` is not a block size); ``x.size`` a multiple of ``block_size`` (bitsandbytes also
+    accepts a ragged last block; this lab does not). Violations raise ``ValueError`` whose message
+    names the dtype, the ``block_size``, the number of elements, or the bad value (``nan``, ``inf``).
 
     Example: ``x = [1, -0.5, 0.25, 0, ...]`` in one block of 64 with absmax 1 has codes
     15, 2 (-0.525 is nearest to -0.5), 10 (0.246), 7, ...: packed bytes ``f2 a7 77 77 ...``.
     """
-    # TODO: check dtype, block_size and sizes; per block absmax (float32), n = x × (1 / absmax),
+    # TODO: check dtype, block_size and sizes; per block absmax (float32, +0.0 for zeros), n = x × (1 / absmax),
     #       code = number of codebook midpoints strictly below n (NaN -> 0), then pack pairs with the even
     #       element in the high nibble. Return an NF4Weight.
     raise NotImplementedError("quantize_nf4: absmax per block, nearest NF4 value, two codes per byte")
@@ -253,11 +261,13 @@ def dequantize_nf4(qw: NF4Weight) -> np.ndarray:
 
     Element ``2i`` is ``NF4_CODE[packed[i] >> 4]``, element ``2i + 1`` is
     ``NF4_CODE[packed[i] & 0x0F]``, each multiplied (float32) by its block's ``absmax``.
-    Sizes that do not fit together (``packed.size × 2`` vs the number of elements of ``shape``,
-    ``absmax.size`` vs elements / ``block_size``) raise ``ValueError`` naming both numbers.
+    ``packed`` must be uint8 and ``block_size`` a positive even int (not a ``bool``); sizes that do
+    not fit together (``packed.size × 2`` vs the number of elements of ``shape``, ``absmax.size``
+    vs elements / ``block_size``) raise ``ValueError`` naming both numbers, a bad dtype or
+    ``block_size`` one naming it.
     """
-    # TODO: check that packed, absmax and shape fit together, unpack (high nibble first), look the
-    #       codes up in NF4_CODE and multiply each block by its absmax.
+    # TODO: check packed's dtype, block_size, and that packed, absmax and shape fit together; unpack
+    #       (high nibble first), look the codes up in NF4_CODE and multiply each block by its absmax.
     raise NotImplementedError("dequantize_nf4: NF4_CODE[code] × absmax")
 
 
@@ -271,9 +281,10 @@ def nf4_bits_per_weight(block_size: int = NF4_DEFAULT_BLOCK_SIZE, double_quant: 
       = 4 + 0.125 + 0.001953125 = 4.126953125 for 64 and 256.
 
     Per-tensor constants (bitsandbytes' fp32 absmax offset and its 256-entry code table) are not
-    counted: they vanish for real weight matrices. Block sizes must be positive ints, else
-    ``ValueError`` naming the value.
+    counted: they vanish for real weight matrices. Returns a Python ``float``. Block sizes must be
+    positive ints and ``double_quant`` a ``bool`` (``True`` is not a block size, ``1`` is not a
+    flag), else ``ValueError`` naming the parameter.
     """
-    # TODO: validate the block sizes, then add the code bits and each weight's share of the
+    # TODO: validate the block sizes and the flag, then add the code bits and each weight's share of the
     #       scale bits (fp32 absmax; with double quantization an 8-bit absmax plus a shared fp32 scale).
     raise NotImplementedError("nf4_bits_per_weight: 4 bits of code + the scale's share")

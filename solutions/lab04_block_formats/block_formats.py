@@ -90,6 +90,7 @@ class NF4Weight:
     packed      uint8 ``(numel // 2,)``: two 4-bit codes per byte, element ``2i`` in the HIGH
                 nibble of byte ``i``, element ``2i + 1`` in the low nibble
     absmax      float32 ``(numel // block_size,)``: ``max |x|`` of each block of the flattened tensor
+                (``+0.0`` for an all-zero block, whatever the signs of its zeros)
     shape       the original shape; the tensor is flattened in C order before blocking
     block_size  weights per absmax
     """
@@ -121,8 +122,10 @@ def bits_per_weight(fmt: str) -> float:
     Every byte of the block counts — codes, scales, mins, sub-block scales — divided by the
     weights the block holds: ``sum(field bytes) × 8 / block_size``. Example: Q4_0 stores 32
     weights in 2 + 16 = 18 bytes, so ``bits_per_weight("Q4_0") == 18 * 8 / 32 == 4.5``; Q6_K is
-    210 bytes per 256 weights, 6.5625. An unknown format raises ``ValueError`` naming it and
-    listing the known ones.
+    210 bytes per 256 weights, 6.5625.
+
+    Returns a Python ``float`` (not a NumPy scalar). An unknown format raises ``ValueError``
+    whose message names it and lists the known ones.
     """
     if fmt not in BLOCK_LAYOUTS:
         raise ValueError(f"unknown block format {fmt!r}: known formats are {sorted(BLOCK_LAYOUTS)}")
@@ -152,7 +155,8 @@ def quantize_q8_0(x: np.ndarray) -> np.ndarray:
     Input: ``float32`` (``float16`` is accepted and widened exactly, as llama.cpp does before it
     quantizes an f16 tensor); any other dtype raises ``ValueError`` naming it — convert
     explicitly, since float64 would be rounded. ``K`` not a multiple of 32, a 0-d array, and
-    NaN or ±Inf values raise ``ValueError`` naming the problem (K, or the first bad index).
+    NaN or ±Inf values raise ``ValueError``; the message names the dtype, ``K``, or the bad value
+    (``nan``, ``inf``) with its index.
 
     Example: a block of 32 values ``0, 1, ..., 31`` has ``d = 31/127``, codes ``round(i × 127/31)``
     = 0, 4, 8, 12, 16, 20, 25, ... 127; its bytes start ``d0 33 00 04 08 0c 10 14 19``.
@@ -197,7 +201,8 @@ def dequantize_q8_0(q: np.ndarray) -> np.ndarray:
     blocks, batch_shape = _uint8_blocks(q, "dequantize_q8_0", Q8_0_BLOCK_BYTES)
     d = _fp16_from_bytes(blocks[:, :2])  # (nb, 1) float32
     codes = blocks[:, 2:].view(np.int8)  # (nb, 32)
-    return (codes * d).reshape(*batch_shape, -1)
+    with np.errstate(invalid="ignore"):  # code 0 × an inf d is NaN, as in C
+        return (codes * d).reshape(*batch_shape, -1)
 
 
 def quantize_q4_0(x: np.ndarray) -> np.ndarray:
@@ -264,7 +269,8 @@ def dequantize_q4_0(q: np.ndarray) -> np.ndarray:
 
     Element ``j`` of a block is ``((byte[j] & 0x0F) - 8) × d`` and element ``j + 16`` is
     ``((byte[j] >> 4) - 8) × d``, with ``d`` the stored little-endian fp16. Exact in float32.
-    ``q`` must be uint8 with a last dimension that is a multiple of 18; otherwise ``ValueError``.
+    ``q`` must be uint8 with a last dimension that is a multiple of 18; otherwise ``ValueError``
+    naming the dtype or the length.
 
     Example: ``c0 c3 48 48 37 ...``: ``d = -3.875``; element 0 is ``(8 - 8) × d = -0.0``, element 2
     is ``(7 - 8) × d = 3.875``, element 16 is ``(4 - 8) × d = 15.5``.
@@ -273,39 +279,43 @@ def dequantize_q4_0(q: np.ndarray) -> np.ndarray:
     d = _fp16_from_bytes(blocks[:, :2])  # (nb, 1)
     packed = blocks[:, 2:]  # (nb, 16)
     codes = np.concatenate([packed & 0x0F, packed >> 4], axis=1).view(np.int8) - np.int8(8)  # (nb, 32)
-    return (codes * d).reshape(*batch_shape, -1)
+    with np.errstate(invalid="ignore"):  # code 8 × an inf d is NaN, as in C
+        return (codes * d).reshape(*batch_shape, -1)
 
 
 def quantize_nf4(x: np.ndarray, block_size: int = NF4_DEFAULT_BLOCK_SIZE) -> NF4Weight:
     """Quantize ``x`` to NF4 with bitsandbytes' semantics (``quantize_4bit(..., quant_type="nf4")``).
 
     * flatten ``x`` in C order and cut it into blocks of ``block_size`` values;
-    * ``absmax = max |x|`` per block, stored as float32;
-    * normalize: ``n = x × (1 / absmax)`` in float32 (a reciprocal, then a multiply, as the kernel does);
+    * ``absmax = max |x|`` per block, stored as float32; ``|-0.0|`` is ``+0.0``, so an all-zero
+      block stores ``absmax = +0.0`` (bitsandbytes takes ``fabsf`` of every value);
+    * normalize: ``n = x × (1 / absmax)`` in float32 (a reciprocal, then a multiply, as the kernel
+      does): ``x / absmax`` differs by an ulp for some values, enough to cross a midpoint;
     * code = the NF4 value nearest to ``n``: the number of midpoints
       ``(NF4_CODE[i] + NF4_CODE[i+1]) / 2`` (float32) that lie strictly below ``n`` — this is
       bitsandbytes' decision tree (``x > midpoint`` goes up). A value exactly on a midpoint takes
       the LOWER code. An all-zero block gives ``0 × (1/0) = NaN``, which is above no midpoint:
-      its codes are 0 and it decodes to ``-1.0 × 0 = -0.0``;
+      its codes are 0 and it decodes to ``NF4_CODE[0] × absmax = -1.0 × +0.0 = -0.0``;
     * pack two codes per byte: element ``2i`` in the HIGH nibble of byte ``i``.
 
     ``x`` must be float32 or float16 (widened exactly) and finite; ``block_size`` a positive even
-    int; ``x.size`` a multiple of ``block_size`` (bitsandbytes also accepts a ragged last block;
-    this lab does not). Violations raise ``ValueError`` naming the numbers.
+    int (a ``bool`` is not a block size); ``x.size`` a multiple of ``block_size`` (bitsandbytes also
+    accepts a ragged last block; this lab does not). Violations raise ``ValueError`` whose message
+    names the dtype, the ``block_size``, the number of elements, or the bad value (``nan``, ``inf``).
 
     Example: ``x = [1, -0.5, 0.25, 0, ...]`` in one block of 64 with absmax 1 has codes
     15, 2 (-0.525 is nearest to -0.5), 10 (0.246), 7, ...: packed bytes ``f2 a7 77 77 ...``.
     """
     values = _as_float32(x, "quantize_nf4").reshape(-1)  # (numel,)
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 2 or block_size % 2:
-        raise ValueError(f"block_size={block_size!r} is invalid: NF4 packs two codes per byte, so use a positive even block size such as 64")
+    _check_block_size(block_size)
     if values.size % block_size:
         raise ValueError(f"x has {values.size} elements (shape {np.shape(x)}), not a multiple of block_size={block_size}")
     blocks = values.reshape(-1, block_size)  # (nb, block_size)
-    absmax = np.maximum(blocks.max(axis=1, keepdims=True), -blocks.min(axis=1, keepdims=True))  # (nb, 1) float32
+    # max |x|; "+ 0" turns -0.0 into +0.0 (np.maximum may return either zero of an all-zero block).
+    absmax = np.maximum(blocks.max(axis=1, keepdims=True), -blocks.min(axis=1, keepdims=True)) + np.float32(0)  # (nb, 1) float32
     _reject_non_finite(absmax, x, 0, "quantize_nf4", per_block=block_size)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        normalized = blocks * (np.float32(1) / absmax)  # (nb, block_size); NaN in all-zero blocks
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        normalized = blocks * (np.float32(1) / absmax)  # (nb, block_size); NaN in all-zero blocks, ±inf or NaN in tiny ones
     # searchsorted(side="left") counts the midpoints strictly below n; NaN sorts last, but the
     # decision tree sends NaN (every "n > midpoint" is false) to code 0.
     codes = np.searchsorted(_NF4_MIDPOINTS, normalized, side="left").astype(np.uint8)
@@ -320,18 +330,24 @@ def dequantize_nf4(qw: NF4Weight) -> np.ndarray:
 
     Element ``2i`` is ``NF4_CODE[packed[i] >> 4]``, element ``2i + 1`` is
     ``NF4_CODE[packed[i] & 0x0F]``, each multiplied (float32) by its block's ``absmax``.
-    Sizes that do not fit together (``packed.size × 2`` vs the number of elements of ``shape``,
-    ``absmax.size`` vs elements / ``block_size``) raise ``ValueError`` naming both numbers.
+    ``packed`` must be uint8 and ``block_size`` a positive even int (not a ``bool``); sizes that do
+    not fit together (``packed.size × 2`` vs the number of elements of ``shape``, ``absmax.size``
+    vs elements / ``block_size``) raise ``ValueError`` naming both numbers, a bad dtype or
+    ``block_size`` one naming it.
     """
+    _check_block_size(qw.block_size)
     numel = int(np.prod(qw.shape))
     packed = np.asarray(qw.packed).reshape(-1)
+    if packed.dtype != np.uint8:
+        raise ValueError(f"dequantize_nf4 expects packed as the uint8 bytes quantize_nf4 stored, got dtype {packed.dtype}")
     absmax = np.asarray(qw.absmax, dtype=np.float32).reshape(-1)
     if packed.size * 2 != numel:
         raise ValueError(f"packed holds {packed.size} bytes = {packed.size * 2} codes, but shape {tuple(qw.shape)} has {numel} elements")
-    if qw.block_size <= 0 or numel % qw.block_size or absmax.size != numel // qw.block_size:
+    if numel % qw.block_size or absmax.size != numel // qw.block_size:
         raise ValueError(f"absmax holds {absmax.size} values, but {numel} elements in blocks of {qw.block_size} need {numel / qw.block_size:g}")
     codes = np.stack([packed >> 4, packed & 0x0F], axis=1).reshape(-1, qw.block_size)  # (nb, block_size)
-    return (NF4_CODE[codes] * absmax[:, None]).reshape(qw.shape)
+    with np.errstate(invalid="ignore"):  # 0.0 × an inf absmax is NaN
+        return (NF4_CODE[codes] * absmax[:, None]).reshape(qw.shape)
 
 
 def nf4_bits_per_weight(block_size: int = NF4_DEFAULT_BLOCK_SIZE, double_quant: bool = False, double_quant_block_size: int = 256) -> float:
@@ -344,12 +360,15 @@ def nf4_bits_per_weight(block_size: int = NF4_DEFAULT_BLOCK_SIZE, double_quant: 
       = 4 + 0.125 + 0.001953125 = 4.126953125 for 64 and 256.
 
     Per-tensor constants (bitsandbytes' fp32 absmax offset and its 256-entry code table) are not
-    counted: they vanish for real weight matrices. Block sizes must be positive ints, else
-    ``ValueError`` naming the value.
+    counted: they vanish for real weight matrices. Returns a Python ``float``. Block sizes must be
+    positive ints and ``double_quant`` a ``bool`` (``True`` is not a block size, ``1`` is not a
+    flag), else ``ValueError`` naming the parameter.
     """
     for name, value in (("block_size", block_size), ("double_quant_block_size", double_quant_block_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} is invalid: use a positive int")
+    if not isinstance(double_quant, bool):
+        raise ValueError(f"double_quant={double_quant!r} is invalid: use True or False")
     if not double_quant:
         return 4 + 32 / block_size
     # 8-bit absmax codes, plus one fp32 scale per double_quant_block_size of them.
@@ -376,6 +395,11 @@ def _as_float32(x: np.ndarray, fn: str) -> np.ndarray:
             "convert explicitly with x.astype(np.float32) — a float64 input would be rounded first"
         )
     return array
+
+
+def _check_block_size(block_size: int) -> None:
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 2 or block_size % 2:
+        raise ValueError(f"block_size={block_size!r} is invalid: NF4 packs two codes per byte, so use a positive even block size such as 64")
 
 
 def _float32_blocks(x: np.ndarray, fn: str, block: int) -> tuple[np.ndarray, tuple[int, ...]]:
