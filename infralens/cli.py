@@ -7,6 +7,7 @@
     infralens grade SUBMISSION... [--labs LABS] [--jobs N] [--seed S] [--budget S] [--no-sandbox] [--csv F] [--json F] [--gradescope F] [--junit F]
     infralens merge SHARD.json... --json F [--csv F] [--junit F]
     infralens release OUT
+    infralens sandbox
     infralens gradescope OUT
 
 Run it anywhere inside a checkout (it finds the folder holding ``checks/`` and ``exercises/``),
@@ -93,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     release = commands.add_parser("release", help="write a student version: no solutions, no hidden checks")
     release.add_argument("out", type=Path)
     release.set_defaults(command=_release)
+
+    sandbox = commands.add_parser("sandbox", help="say whether learner code can be sandboxed here (exit 1 if not), and how to get a sandbox")
+    sandbox.set_defaults(command=_sandbox)
 
     gradescope = commands.add_parser("gradescope", help="write a Gradescope autograder bundle (setup.sh, run_autograder)")
     gradescope.add_argument("out", type=Path)
@@ -273,6 +277,17 @@ def _release(args: argparse.Namespace) -> int:
     out = write_release(_root(args), args.out)
     print(f"student version written to {out}: no solutions/, no hidden checks; `cd {out} && python -m pytest` is the learner's run")
     return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from infralens.grading.sandbox import HOW_TO_GET_ONE, availability
+
+    found = availability()
+    if found.available:
+        print(f"sandbox available: {found.bwrap} can create the namespaces learner code runs in")
+        return 0
+    print(f"no sandbox here: {found.reason}.\nTo get one: {HOW_TO_GET_ONE}", file=sys.stderr)
+    return 1
 
 
 def _gradescope(args: argparse.Namespace) -> int:

@@ -136,7 +136,7 @@ def grade_one(repo_root: Path, submission: Path, options: GradeOptions, scratch:
     result = SubmissionResult(display, options.seed)
     copy = scratch / "submission"
     try:
-        take_in(submission, copy, repo_root, protected)
+        original = take_in(submission, copy, repo_root, protected)
     except Refused as refusal:
         result.error = f"refused: {refusal}"
     except OSError as error:
@@ -148,12 +148,17 @@ def grade_one(repo_root: Path, submission: Path, options: GradeOptions, scratch:
             result.error = f"grading took longer than {options.budget + JUDGE_GRACE_SECONDS:g} s (the submission's budget and the judge's own time) and was stopped"
         elif report.is_file():
             rows = json.loads(report.read_text(encoding="utf-8"))["checks"]
-            result.checks = [{**row, "message": safe_text(row.get("message", "").replace(str(copy), display))} for row in rows]
+            result.checks = [{**row, "message": safe_text(_as_submitted(row.get("message", ""), copy, original))} for row in rows]
         else:
-            reason = output.strip().replace(str(copy), display).splitlines()
+            reason = _as_submitted(output.strip(), copy, original).splitlines()
             result.error = f"could not be graded (exit {code}): {safe_text(reason[-1]) if reason else 'no output'}"
     result.seconds = time.monotonic() - started
     return result
+
+
+def _as_submitted(text: str, copy: Path, original: Path) -> str:
+    """``text`` with the scratch copy's paths shown as the submission's own."""
+    return text.replace(str(copy / "exercises"), readable(original)).replace(str(copy), readable(original))
 
 
 GRADER_FILES = ("checks", "solutions", "infralens", "exercises", "tests", "pyproject.toml", "conftest.py")

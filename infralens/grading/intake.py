@@ -56,7 +56,8 @@ def grader_inodes(repo_root: Path) -> frozenset[tuple[int, int]]:
 
 
 def take_in(submission: Path, into: Path, repo_root: Path, protected: frozenset[tuple[int, int]] = frozenset(), limits: IntakeLimits = IntakeLimits()) -> Path:
-    """Copy ``submission``'s lab folders to ``into/exercises`` (``into`` must not exist); return ``into``.
+    """Copy ``submission``'s lab folders to ``into/exercises`` (``into`` must not exist); return the
+    folder they were copied from (the submission's ``exercises/``, or the submission itself).
 
     Raises :class:`Refused` saying what was wrong and how to fix it.
     """
@@ -81,7 +82,7 @@ def take_in(submission: Path, into: Path, repo_root: Path, protected: frozenset[
     target.mkdir(parents=True, mode=0o755)
     for entry in labs:
         copier.copy(Path(entry.path), target / entry.name, depth=0)
-    return Path(into)
+    return code
 
 
 class _Copier:

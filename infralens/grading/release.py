@@ -150,12 +150,41 @@ examples.
 """
 
 
+SETUP_SH = f"""#!/usr/bin/env bash
+# Gradescope runs this once when it builds the autograder image.
+set -euo pipefail
+apt-get update && apt-get install -y python3 python3-pip bubblewrap
+cd /autograder/source
+{TORCH_CPU.replace('python ', 'python3 ')}
+python3 -m pip install -e ".[grade]"
+# The grader's files (references, hidden checks, tooling) are root's alone: a worker runs as a uid of its own.
+chmod -R go-rwx /autograder/source
+"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope runs this for every submission, as root in a throwaway container: the hidden checks
+# are included, their feedback withheld until grades are published.
+set -uo pipefail
+chmod -R go-rwx /autograder/source
+cd /autograder/source
+isolation=()
+if ! python3 -m infralens sandbox; then
+  # No user namespaces in this container: each worker still runs as an unprivileged uid of its own
+  # (which cannot read /autograder/source), with the same limits and time budget; results.json says so.
+  isolation=(--no-sandbox)
+fi
+python3 -m infralens grade /autograder/submission --gradescope /autograder/results/results.json --withhold-hidden "${isolation[@]}"
+"""
+
+
 def write_gradescope_bundle(repo_root: Path, out: Path) -> Path:
     """Write ``out/autograder.zip`` (plus its unpacked files) for Gradescope; return the zip's path.
 
     The zip holds the whole grader at its root — Gradescope unpacks it into ``/autograder/source`` —
-    with ``setup.sh`` and ``run_autograder``, which grades ``/autograder/submission`` in isolation
-    and writes ``/autograder/results/results.json``.
+    with ``setup.sh`` (installs bubblewrap and locks the grader's files to root, mode 0700) and
+    ``run_autograder``, which grades ``/autograder/submission`` in the sandbox, or where the
+    container allows no sandbox, in a worker that runs as an unprivileged uid of its own, and
+    writes ``/autograder/results/results.json`` recording which.
     """
     repo_root, out = Path(repo_root).resolve(), _fresh(out)
     source = out / "source"
@@ -164,18 +193,8 @@ def write_gradescope_bundle(repo_root: Path, out: Path) -> Path:
         shutil.copy2(repo_root / name, source / name)
     for folder in ("infralens", "exercises", "solutions", "checks"):
         shutil.copytree(repo_root / folder, source / folder, ignore=IGNORE)
-    (source / "setup.sh").write_text(
-        "#!/usr/bin/env bash\n# Gradescope runs this once when it builds the autograder image.\nset -euo pipefail\n"
-        "apt-get update && apt-get install -y python3 python3-pip\n"
-        f"cd /autograder/source\n{TORCH_CPU.replace('python ', 'python3 ')}\npython3 -m pip install -e .\n",
-        encoding="utf-8",
-    )
-    (source / "run_autograder").write_text(
-        "#!/usr/bin/env bash\n# Gradescope runs this for every submission: isolated grading, hidden checks included.\n"
-        "cd /autograder/source\n"
-        "python3 -m infralens grade /autograder/submission --gradescope /autograder/results/results.json --withhold-hidden\n",
-        encoding="utf-8",
-    )
+    (source / "setup.sh").write_text(SETUP_SH, encoding="utf-8")
+    (source / "run_autograder").write_text(RUN_AUTOGRADER, encoding="utf-8")
     for script in ("setup.sh", "run_autograder"):
         (source / script).chmod(0o755)
     archive = out / "autograder.zip"

@@ -113,15 +113,17 @@ class Worker:
         self.output = open(scratch / "output.txt", "w+b")
         request_read, self._requests = os.pipe()
         self._replies, reply_write = os.pipe()
-        tooling = Path(__file__).resolve().parent.parent
-        config = {"site": sandbox.site_folders(), "in": request_read, "out": reply_write, "uid": self.uid, "rlimits": self.limits.rlimits()}
+        # The tooling is copied readable by all: the grader's own may be locked away (mode 0700).
+        tooling = scratch / "tooling" / "infralens"
+        shutil.copytree(Path(__file__).resolve().parent.parent, tooling, ignore=shutil.ignore_patterns("__pycache__"), copy_function=_copy_readable)
+        _open_folders(scratch / "tooling")
+        config = {"site": sandbox.site_folders(), "in": request_read, "out": reply_write, "uid": self.uid, "rlimits": self.limits.rlimits(count_processes=bool(self.bwrap) or self.uid is not None)}
         worker = [sys.executable, "-I", "-S", "-B", "-c", BOOTSTRAP]
         if self.bwrap:
-            # Tooling and lab code are mounted read-only: nothing to copy, nothing the learner can change.
+            # Tooling and lab code are mounted read-only: nothing the learner can change.
             config.update(tooling=sandbox.TOOLING_MOUNT, code=sandbox.CODE_MOUNT)
             argv, cwd, env = [*sandbox.command(self.bwrap, self.code_root, tooling, self.limits), *worker, json.dumps(config)], None, {}
         else:
-            shutil.copytree(tooling, scratch / "tooling" / "infralens", ignore=shutil.ignore_patterns("__pycache__"))
             code = scratch / "code"
             shutil.copytree(self.code_root, code, ignore=shutil.ignore_patterns("__pycache__", ".git"), symlinks=True)
             if self.uid is not None:
@@ -221,6 +223,8 @@ class Worker:
             ) from None
         except (EOFError, BrokenPipeError):
             code = self.process.wait() if self.process else None
+            if self.bwrap and code is not None and code > 128:
+                code = 128 - code  # bwrap reports a child killed by signal N as exit 128 + N
             tail = self._output_tail()
             self.close()
             raise LearnerProcessError(f"your code ended its process ({what}): {_exit_reason(code)}{tail}") from None
@@ -249,6 +253,16 @@ class Worker:
         except (OSError, ValueError):
             return ""
         return f"\n  last output: {text[-OUTPUT_TAIL_CHARS:]}" if text else ""
+
+
+def _copy_readable(source: str, target: str) -> None:
+    shutil.copyfile(source, target)
+    os.chmod(target, 0o644)
+
+
+def _open_folders(top: Path) -> None:
+    for folder, _dirs, _files in os.walk(top):
+        os.chmod(folder, 0o755)
 
 
 def _give_to(scratch: Path, uid: int) -> None:

@@ -50,14 +50,16 @@ class Limits:
     processes: int = 64  # processes and threads of the worker's user (RLIMIT_NPROC)
     open_files: int = 256  # RLIMIT_NOFILE
     file_bytes: int = 64 << 20  # largest file it may write (RLIMIT_FSIZE)
-    tmp_bytes: int = 256 << 20  # each of /tmp and /dev/shm
+    tmp_bytes: int = 128 << 20  # each of /tmp and /dev/shm
 
-    def rlimits(self) -> dict[str, int]:
-        """The ``resource.RLIMIT_*`` names and values the worker's bootstrap sets (core dumps off)."""
-        return {
-            "RLIMIT_AS": self.memory_bytes, "RLIMIT_CPU": self.cpu_seconds, "RLIMIT_NPROC": self.processes,
-            "RLIMIT_NOFILE": self.open_files, "RLIMIT_FSIZE": self.file_bytes, "RLIMIT_CORE": 0,
-        }
+    def rlimits(self, count_processes: bool = True) -> dict[str, int]:
+        """The ``resource.RLIMIT_*`` names and values the worker's bootstrap sets (core dumps off).
+
+        The kernel counts ``RLIMIT_NPROC`` over every process of a user, so it is only set where the
+        worker's user is its own: a uid of its own, or bwrap's user namespace (``count_processes``).
+        """
+        limits = {"RLIMIT_AS": self.memory_bytes, "RLIMIT_CPU": self.cpu_seconds, "RLIMIT_NOFILE": self.open_files, "RLIMIT_FSIZE": self.file_bytes, "RLIMIT_CORE": 0}
+        return {**limits, "RLIMIT_NPROC": self.processes} if count_processes else limits
 
 
 @dataclass(frozen=True)
