@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from infralens.checking import random_dense_model
+from infralens.checking import bounded, random_dense_model
 from infralens.models import ModelConfig
 
 FAMILIES = ("llama", "gpt2", "qwen2", "gemma2", "mixtral", "deepseek")
@@ -77,7 +77,7 @@ def random_model(rng: random.Random, family: str | None = None) -> ModelConfig:
 
 
 def describe(model: ModelConfig) -> str:
-    """Every field that differs from a bias-free, untied Llama-style default: a model in a failure message."""
+    """Every field that differs from a bias-free, untied Llama-style default: a model in a failure message (at most 300 characters)."""
     defaults = ModelConfig(name="x", model_type="x", num_hidden_layers=1, hidden_size=1, num_attention_heads=1, num_key_value_heads=1, head_dim=1, intermediate_size=1, vocab_size=1)
     shown = [f"{key}={value!r}" for key, value in model.__dict__.items() if key not in ("name", "layer_types") and value != getattr(defaults, key)]
-    return f"{model.name}(" + ", ".join(shown) + ")"
+    return bounded(f"{model.name}(" + ", ".join(shown) + ")", 300)

@@ -3,6 +3,8 @@
 Exact counts of ten real models (each equal to its published total), worked figures of the
 training ledger, properties on random models, and the lab's misunderstandings turned into checks.
 A failing check names the quantity, the expected and actual values, and what usually causes the gap.
+Return types are part of each exercise: parameter and byte counts are ``int`` (never a float or a
+bool), the all-reduce bytes and the bubble are floats (an ``int`` is accepted, a ``bool`` never).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 
 import pytest
 
-from infralens.checking import expect_value_error, random_dense_model
+from infralens.checking import assert_exact, expect_correct, expect_value_error, random_dense_model, summarize
 from infralens.models import ModelConfig, preset
 from lab01_memory_ledger_inputs import describe, random_model
 
@@ -56,7 +58,28 @@ TOTALS = {
 
 def _explain(actual, expected, known_mistakes):
     """The usual cause of a wrong count, when ``actual`` is one of the known wrong answers."""
-    return known_mistakes.get(actual, "")
+    return known_mistakes.get(actual, "") if type(actual) in (int, float) else ""
+
+
+def _fields(breakdown, what: str) -> tuple[int, ...]:
+    """The six counts of a ``ParameterBreakdown``, each checked to be an ``int``."""
+    values = tuple(getattr(breakdown, field, None) for field in FIELDS)
+    for field, value in zip(FIELDS, values):
+        if type(value) is not int:
+            pytest.fail(f"{what}.{field} is {type(value).__name__} {summarize(value)}; parameter counts are int (never a float or a bool)", pytrace=False)
+    return values
+
+
+def _float(value, what: str) -> float:
+    """``value`` if it is a float or an int (never a bool, a string or a NumPy scalar); else a failure naming the type."""
+    if type(value) not in (int, float):
+        pytest.fail(f"{what} returned {type(value).__name__} {summarize(value)}; it should be a float (an int is accepted, a bool never)", pytrace=False)
+    return value
+
+
+def _memory(memory) -> tuple:
+    """A ``TrainingMemory`` as ``(parameters, gradients, optimizer_states)``, for comparisons that check each field's type."""
+    return tuple(getattr(memory, field, None) for field in ("parameters", "gradients", "optimizer_states"))
 
 
 # --- attention_parameters ---------------------------------------------------------------------
@@ -87,9 +110,38 @@ def _explain(actual, expected, known_mistakes):
 )
 def test_attention_parameters_of_real_models(lab, name, expected, story, known_mistakes):
     actual = lab.ledger.attention_parameters(preset(name))
-    assert actual == expected, (
-        f"attention_parameters({name}) = {actual:_}, expected {expected:_} ({story}). {_explain(actual, expected, known_mistakes)}"
-    )
+    assert_exact(actual, expected, f"attention_parameters({name})", f"{story}. {_explain(actual, expected, known_mistakes)}")
+
+
+@check("attention_parameters", points=1)
+@pytest.mark.parametrize(
+    ("changes", "expected", "story", "known_mistakes"),
+    [
+        ({}, 349, "q_a 8·4 + 4 bias, q_b 4·2·5, kv_a_proj_with_mqa 8·(7 + 2) + 9 bias, kv_b 7·2·(3 + 5), o 2·5·8",
+         {345: "q_a_proj carries a bias of q_lora_rank (4) when attention_bias is true",
+          340: "kv_a_proj_with_mqa carries a bias of kv_lora_rank + qk_rope_head_dim (9) when attention_bias is true",
+          336: "with attention_bias, q_a_proj (4) and kv_a_proj_with_mqa (9) carry biases",
+          359: "q_b_proj has no bias in MLA: only q_a_proj and kv_a_proj_with_mqa do",
+          365: "kv_b_proj has no bias in MLA: only q_a_proj and kv_a_proj_with_mqa do",
+          357: "o_proj carries a bias only with attention_output_bias"}),
+        ({"q_lora_rank": None}, 353, "one q_proj 8·2·5 without bias, kv_a 8·9 + 9 bias, kv_b 7·2·8, o 2·5·8",
+         {344: "kv_a_proj_with_mqa carries a bias of kv_lora_rank + qk_rope_head_dim (9) when attention_bias is true",
+          363: "without q_lora_rank, MLA's single q_proj has no bias"}),
+        ({"attention_bias": False}, 336, "the same projections without biases", {349: "attention_bias is false: no q_a or kv_a bias"}),
+        ({"attention_output_bias": True}, 357, "349 plus o_proj's bias of hidden_size 8",
+         {349: "attention_output_bias adds hidden_size (8) for o_proj's bias", 353: "q_a_proj carries a bias of q_lora_rank (4) when attention_bias is true",
+          348: "kv_a_proj_with_mqa carries a bias of kv_lora_rank + qk_rope_head_dim (9) when attention_bias is true"}),
+    ],
+    ids=["q-lora", "no-q-lora", "no-bias", "output-bias"],
+)
+def test_mla_biases_by_hand(lab, changes, expected, story, known_mistakes):
+    # hidden 8, 2 heads, q_lora_rank 4, kv_lora_rank 7, qk_nope_head_dim 3 + qk_rope_head_dim 2, v_head_dim 5, attention_bias on
+    fields = dict(name="tiny-mla", model_type="deepseek_v3", num_hidden_layers=1, hidden_size=8, num_attention_heads=2, num_key_value_heads=2,
+                  head_dim=5, intermediate_size=16, vocab_size=10, attention_bias=True, q_lora_rank=4, kv_lora_rank=7,
+                  qk_nope_head_dim=3, qk_rope_head_dim=2, v_head_dim=5)
+    actual = lab.ledger.attention_parameters(ModelConfig(**{**fields, **changes}))
+    shown = ", ".join(f"{key}={value!r}" for key, value in changes.items()) or "q_lora_rank=4"
+    assert_exact(actual, expected, f"attention_parameters(tiny MLA with attention_bias=True, {shown})", f"{story}. {_explain(actual, expected, known_mistakes)}")
 
 
 @check("attention_parameters", points=1)
@@ -132,15 +184,13 @@ def test_attention_shrinks_with_fewer_kv_heads(lab, rng):
 )
 def test_mlp_parameters_of_real_models(lab, name, layer_index, expected, story, known_mistakes):
     actual = lab.ledger.mlp_parameters(preset(name), layer_index)
-    assert actual == expected, (
-        f"mlp_parameters({name}, layer_index={layer_index}) = {actual:_}, expected {expected:_} ({story}). "
-        f"{_explain(actual, expected, known_mistakes)}"
-    )
+    assert_exact(actual, expected, f"mlp_parameters({name}, layer_index={layer_index})", f"{story}. {_explain(actual, expected, known_mistakes)}")
 
 
 @check("mlp_parameters", points=1)
 @pytest.mark.parametrize("bad", [-1, 32, 1.0, True, None], ids=["minus-one", "past-the-end", "float", "bool", "none"])
 def test_mlp_parameters_rejects_a_layer_that_does_not_exist(lab, bad):
+    expect_correct(lab.ledger.mlp_parameters, preset("llama-3-8b"), 31, expected=176_160_768, what="mlp_parameters(llama-3-8b, layer_index=31)")
     expect_value_error(lab.ledger.mlp_parameters, preset("llama-3-8b"), bad, what=f"mlp_parameters(llama-3-8b, layer_index={bad!r}) (32 layers: 0..31)", must_mention=(bad,))
 
 
@@ -151,16 +201,14 @@ def test_mlp_parameters_rejects_a_layer_that_does_not_exist(lab, bad):
 @pytest.mark.parametrize("name", list(BREAKDOWNS))
 def test_breakdown_of_each_preset_sums_to_its_published_total(lab, name):
     model = preset(name)
-    breakdown = lab.ledger.parameter_breakdown(model)
-    actual = tuple(getattr(breakdown, field) for field in FIELDS)
+    actual = _fields(lab.ledger.parameter_breakdown(model), f"parameter_breakdown({name})")
     wrong = [
         f"  {field}: {got:_}, expected {want:_} ({got - want:+_}) — {WHY_FIELD[field]}"
         for field, got, want in zip(FIELDS, actual, BREAKDOWNS[name])
         if got != want
     ]
     assert not wrong, f"parameter_breakdown({name}) differs from the published architecture:\n" + "\n".join(wrong)
-    total = lab.ledger.count_parameters(model)
-    assert total == TOTALS[name], f"count_parameters({name}) = {total:_}, expected {TOTALS[name]:_}: it should be parameter_breakdown(model).total"
+    assert_exact(lab.ledger.count_parameters(model), TOTALS[name], f"count_parameters({name})", "it should be parameter_breakdown(model).total")
 
 
 @check("parameter_breakdown", points=1)
@@ -169,6 +217,7 @@ def test_breakdown_is_consistent_with_the_per_layer_counts(lab, rng):
     for _ in range(15):
         model = random_model(rng)
         breakdown = ledger.parameter_breakdown(model)
+        _fields(breakdown, f"parameter_breakdown({describe(model)})")
         layers = model.num_hidden_layers
         assert breakdown.attention == layers * ledger.attention_parameters(model), (
             f"breakdown.attention = {breakdown.attention:_} for {describe(model)}, expected {layers} layers × attention_parameters"
@@ -188,8 +237,7 @@ def test_tiny_model_counted_by_hand(lab):
     # 1 layer, hidden 4, 2 heads / 1 KV head of 2, MLP 6, vocab 10, untied, RMSNorm:
     # attention 4·4 + 2·4·2 + 4·4 = 48; MLP 3·4·6 = 72; norms 2·4 + 4 = 12; embeddings 40; lm_head 40.
     model = ModelConfig("tiny", "llama", 1, 4, 2, 1, 2, 6, 10)
-    breakdown = lab.ledger.parameter_breakdown(model)
-    actual = tuple(getattr(breakdown, field) for field in FIELDS)
+    actual = _fields(lab.ledger.parameter_breakdown(model), "parameter_breakdown(tiny)")
     assert actual == (40, 48, 72, 0, 12, 40), f"parameter_breakdown(tiny) = {dict(zip(FIELDS, actual))}, expected embeddings 40, attention 48, mlp 72, router 0, norms 12, lm_head 40"
 
 
@@ -212,7 +260,7 @@ def test_tiny_model_counted_by_hand(lab):
 )
 def test_active_parameters_of_real_models(lab, name, expected, story, known_mistakes):
     actual = lab.ledger.active_parameters(preset(name))
-    assert actual == expected, f"active_parameters({name}) = {actual:_}, expected {expected:_} ({story}). {_explain(actual, expected, known_mistakes)}"
+    assert_exact(actual, expected, f"active_parameters({name})", f"{story}. {_explain(actual, expected, known_mistakes)}")
 
 
 @check("active_parameters", points=1)
@@ -237,9 +285,9 @@ def test_active_parameters_grow_with_experts_per_token(lab, rng):
 )
 def test_weight_bytes_of_llama_3_8b(lab, dtype, expected):
     actual = lab.ledger.weight_bytes(preset("llama-3-8b"), dtype)
-    assert actual == expected, (
-        f"weight_bytes(llama-3-8b, {dtype!r}) = {actual:_}, expected {expected:_} = 8_030_261_248 parameters × {expected / 8_030_261_248:g} bytes "
-        f"({expected / 1e9:.2f} GB, {expected / 2**30:.2f} GiB). Bytes, not bits, GiB or GB."
+    assert_exact(
+        actual, expected, f"weight_bytes(llama-3-8b, {dtype!r})",
+        f"8_030_261_248 parameters × {expected / 8_030_261_248:g} bytes ({expected / 1e9:.2f} GB, {expected / 2**30:.2f} GiB): bytes as an int, not bits, GiB or GB",
     )
 
 
@@ -249,14 +297,14 @@ def test_int4_rounds_half_a_byte_up(lab):
     model = ModelConfig("odd", "llama", 1, 3, 1, 1, 3, 5, 7, tie_word_embeddings=True)
     count = lab.ledger.count_parameters(model)
     assert count == 111, f"this check's tiny model has 111 parameters, but count_parameters gives {count}: fix parameter_breakdown first"
-    actual = lab.ledger.weight_bytes(model, "int4")
-    assert actual == 56, f"weight_bytes of 111 parameters in int4 = {actual!r}, expected 56: 55.5 bytes of codes occupy 56 whole bytes (an int, not a float)"
-    assert lab.ledger.weight_bytes(model, "bf16") == 222
+    assert_exact(lab.ledger.weight_bytes(model, "int4"), 56, "weight_bytes(111 parameters, 'int4')", "55.5 bytes of codes occupy 56 whole bytes (an int, not a float)")
+    assert_exact(lab.ledger.weight_bytes(model, "bf16"), 222, "weight_bytes(111 parameters, 'bf16')", "2 bytes each, an int")
 
 
 @check("weight_bytes", points=1)
 @pytest.mark.parametrize("bad", ["float16", "BF16", "int3", "nf4", ""], ids=["float16", "BF16", "int3", "nf4", "empty"])
 def test_weight_bytes_rejects_unknown_dtypes(lab, bad):
+    expect_correct(lab.ledger.weight_bytes, preset("llama-3-8b"), "bf16", expected=16_060_522_496, what="weight_bytes(llama-3-8b, 'bf16')")
     expect_value_error(lab.ledger.weight_bytes, preset("gpt2"), bad, what=f"weight_bytes(gpt2, {bad!r}) (dtypes: fp32 bf16 fp16 fp8 int8 int4)", must_mention=(repr(bad),))
 
 
@@ -277,12 +325,11 @@ SEVEN_B = 7 * 10**9
 )
 def test_training_memory_of_7b_on_8_ranks(lab, zero_stage, expected, story):
     memory = lab.ledger.training_memory_per_rank(SEVEN_B, 8, zero_stage, param_bytes=2, grad_bytes=2, optimizer_bytes=8)
-    actual = (memory.parameters, memory.gradients, memory.optimizer_states)
-    assert actual == expected, (
-        f"training_memory_per_rank(7e9, world_size=8, zero_stage={zero_stage}, fp16 params and grads, 8 optimizer bytes) = "
-        f"parameters {actual[0]:_}, gradients {actual[1]:_}, optimizer_states {actual[2]:_}; expected {expected[0]:_}, {expected[1]:_}, {expected[2]:_} ({story})"
+    assert_exact(
+        _memory(memory), expected,
+        f"training_memory_per_rank(7e9, world_size=8, zero_stage={zero_stage}, fp16 params and grads, 8 optimizer bytes) as (parameters, gradients, optimizer_states)",
+        f"{story}; bytes are ints",
     )
-    assert memory.total == sum(expected)
 
 
 @check("training_memory_per_rank", points=1)
@@ -291,7 +338,7 @@ def test_training_memory_defaults_are_mixed_precision_adam(lab):
     expected = {0: 120_000_000_000, 1: 31_406_250_000, 2: 16_640_625_000, 3: 1_875_000_000}
     for stage, want in expected.items():
         total = lab.ledger.training_memory_per_rank(7_500_000_000, 64, stage).total
-        assert total == want, (
+        assert type(total) is int and total == want, (
             f"training_memory_per_rank(7.5e9, 64, zero_stage={stage}) with default bytes = {total:_}, expected {want:_} "
             "(the ZeRO paper's Figure 1: 2 + 2 bytes of fp16 parameter and gradient, K = 12 bytes of fp32 master copy and Adam moments)"
         )
@@ -300,9 +347,9 @@ def test_training_memory_defaults_are_mixed_precision_adam(lab):
 @check("training_memory_per_rank", points=1)
 def test_shards_round_up_and_one_rank_shards_nothing(lab):
     ledger = lab.ledger
-    memory = ledger.training_memory_per_rank(10, 4, 3)
-    assert (memory.parameters, memory.gradients, memory.optimizer_states) == (6, 6, 36), (
-        f"10 parameters over 4 ranks under ZeRO-3: got {memory}, expected shards of ceil(10/4) = 3 parameters: 6, 6 and 36 bytes"
+    assert_exact(
+        _memory(ledger.training_memory_per_rank(10, 4, 3)), (6, 6, 36), "training_memory_per_rank(10, 4, zero_stage=3) as (parameters, gradients, optimizer_states)",
+        "10 parameters over 4 ranks: shards of ceil(10/4) = 3 parameters, so 6, 6 and 36 bytes",
     )
     single = {stage: ledger.training_memory_per_rank(1000, 1, stage).total for stage in (0, 1, 2, 3)}
     assert set(single.values()) == {16_000}, f"with one rank every ZeRO stage holds everything (16 bytes × 1000): got {single}"
@@ -320,10 +367,22 @@ def test_shards_round_up_and_one_rank_shards_nothing(lab):
         ((SEVEN_B, 8, 1), {"optimizer_bytes": -12}, -12),
         ((SEVEN_B, 8, 1), {"param_bytes": -2}, -2),
         ((SEVEN_B, 2.5, 1), {}, 2.5),
+        ((SEVEN_B, 8, True), {}, True),
+        ((SEVEN_B, 8, False), {}, False),
+        ((SEVEN_B, True, 1), {}, True),
+        ((True, 8, 1), {}, True),
+        ((SEVEN_B, 8, 1), {"grad_bytes": True}, True),
+        ((SEVEN_B, 8, "3"), {}, "'3'"),
     ],
-    ids=["world-0", "world-negative", "stage-4", "stage-negative", "parameters-negative", "optimizer-bytes-negative", "param-bytes-negative", "world-float"],
+    ids=["world-0", "world-negative", "stage-4", "stage-negative", "parameters-negative", "optimizer-bytes-negative", "param-bytes-negative", "world-float",
+         "stage-true", "stage-false", "world-true", "parameters-true", "grad-bytes-true", "stage-string"],
 )
 def test_training_memory_rejects_bad_values(lab, args, kwargs, bad):
+    # True == 1 and hash(True) == hash(1): `stage in (0, 1, 2, 3)` accepts it unless bools are refused first
+    expect_correct(
+        lambda: _memory(lab.ledger.training_memory_per_rank(SEVEN_B, 8, 1, param_bytes=2, grad_bytes=2, optimizer_bytes=8)),
+        expected=(14_000_000_000, 14_000_000_000, 7_000_000_000), what="training_memory_per_rank(7e9, 8, zero_stage=1, 2, 2, 8) as (parameters, gradients, optimizer_states)",
+    )
     shown = ", ".join([*map(repr, args), *(f"{key}={value!r}" for key, value in kwargs.items())])
     expect_value_error(lab.ledger.training_memory_per_rank, *args, what=f"training_memory_per_rank({shown})", must_mention=(bad,), **kwargs)
 
@@ -339,10 +398,12 @@ def test_training_memory_rejects_bad_values(lab, args, kwargs, bad):
         (2e9, 1, 0.0, "one rank has nobody to talk to"),
         (2e9, 2, 2e9, "2 × 1/2: each rank sends half the payload twice"),
         (1024, 1024, 2046.0, "close to 2 × payload for large rings"),
+        (1000, 3, 4000 / 3, "2 × 2/3 × 1000 = 1333.33...: a chunk need not be whole bytes, so divide with /, not //"),
+        (2e9, 3, 8e9 / 3, "2 × 2/3 × 2 GB = 2.67 GB: true division, not floor division"),
     ],
 )
 def test_ring_allreduce_worked_figures(lab, payload, world_size, expected, story):
-    actual = lab.ledger.ring_allreduce_bytes_per_rank(payload, world_size)
+    actual = _float(lab.ledger.ring_allreduce_bytes_per_rank(payload, world_size), f"ring_allreduce_bytes_per_rank({payload:g}, {world_size})")
     # one multiplication and one division of exact small integers: within 1e-12 relative of the exact value
     assert math.isclose(actual, expected, rel_tol=1e-12, abs_tol=0.0), (
         f"ring_allreduce_bytes_per_rank({payload:g}, world_size={world_size}) = {actual!r}, expected {expected:g} ({story}); "
@@ -351,8 +412,13 @@ def test_ring_allreduce_worked_figures(lab, payload, world_size, expected, story
 
 
 @check("ring_allreduce_bytes_per_rank", points=1)
-@pytest.mark.parametrize(("payload", "world_size", "bad"), [(2e9, 0, 0), (2e9, -4, -4), (-1, 8, -1), (2e9, 8.0, 8.0)], ids=["world-0", "world-negative", "payload-negative", "world-float"])
+@pytest.mark.parametrize(
+    ("payload", "world_size", "bad"),
+    [(2e9, 0, 0), (2e9, -4, -4), (-1, 8, -1), (2e9, 8.0, 8.0), (2e9, True, True), (True, 8, True), (float("nan"), 8, "nan"), (float("inf"), 8, "inf")],
+    ids=["world-0", "world-negative", "payload-negative", "world-float", "world-true", "payload-true", "payload-nan", "payload-inf"],
+)
 def test_ring_allreduce_rejects_bad_values(lab, payload, world_size, bad):
+    expect_correct(lab.ledger.ring_allreduce_bytes_per_rank, 2e9, 8, expected=3.5e9, what="ring_allreduce_bytes_per_rank(2e9, 8)")
     expect_value_error(lab.ledger.ring_allreduce_bytes_per_rank, payload, world_size, what=f"ring_allreduce_bytes_per_rank({payload!r}, {world_size!r})", must_mention=(bad,))
 
 
@@ -370,7 +436,7 @@ def test_ring_allreduce_rejects_bad_values(lab, payload, world_size, bad):
     ],
 )
 def test_pipeline_bubble_worked_figures(lab, stages, microbatches, expected, story):
-    actual = lab.ledger.pipeline_bubble_fraction(stages, microbatches)
+    actual = _float(lab.ledger.pipeline_bubble_fraction(stages, microbatches), f"pipeline_bubble_fraction({stages}, {microbatches})")
     # a ratio of small integers, rounded once: 1e-12 relative leaves room for 1 − m/(m + p − 1)
     assert math.isclose(actual, expected, rel_tol=1e-12, abs_tol=1e-15), (
         f"pipeline_bubble_fraction(stages={stages}, microbatches={microbatches}) = {actual!r}, expected {expected:.6f} ({story}); "
@@ -379,6 +445,12 @@ def test_pipeline_bubble_worked_figures(lab, stages, microbatches, expected, sto
 
 
 @check("pipeline_bubble_fraction", points=1)
-@pytest.mark.parametrize(("stages", "microbatches", "bad"), [(0, 16, 0), (4, 0, 0), (-2, 16, -2), (4, 1.5, 1.5)], ids=["stages-0", "microbatches-0", "stages-negative", "microbatches-float"])
+@pytest.mark.parametrize(
+    ("stages", "microbatches", "bad"),
+    [(0, 16, 0), (4, 0, 0), (-2, 16, -2), (4, 1.5, 1.5), (True, 16, True), (4, True, True)],
+    ids=["stages-0", "microbatches-0", "stages-negative", "microbatches-float", "stages-true", "microbatches-true"],
+)
 def test_pipeline_bubble_rejects_bad_values(lab, stages, microbatches, bad):
+    # 2 stages, 3 microbatches: 1 idle slot of 4, exactly 0.25 whatever the order of operations
+    expect_correct(lambda: float(_float(lab.ledger.pipeline_bubble_fraction(2, 3), "pipeline_bubble_fraction(2, 3)")), expected=0.25, what="pipeline_bubble_fraction(2, 3)")
     expect_value_error(lab.ledger.pipeline_bubble_fraction, stages, microbatches, what=f"pipeline_bubble_fraction({stages!r}, {microbatches!r})", must_mention=(bad,))

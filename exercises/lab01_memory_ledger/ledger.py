@@ -109,8 +109,11 @@ def attention_parameters(model: ModelConfig) -> int:
     ``h × v_head_dim → hidden_size``. With ``attention_bias``, q_a_proj and kv_a_proj_with_mqa carry
     biases; with ``attention_output_bias``, o_proj does. MLA's two inner RMSNorms are norms, not here.
 
-    Example: Llama-3-8B (4096 hidden, 32 heads, 8 KV heads of 128) has
-    4096·4096 + 2·4096·1024 + 4096·4096 = 41_943_040 attention parameters per layer.
+    Returns an ``int``. Example: Llama-3-8B (4096 hidden, 32 heads, 8 KV heads of 128) has
+    4096·4096 + 2·4096·1024 + 4096·4096 = 41_943_040 attention parameters per layer. A tiny MLA
+    layer (hidden 8, 2 heads, q_lora_rank 4, kv_lora_rank 7, qk_nope_head_dim 3 + qk_rope_head_dim
+    2, v_head_dim 5) with ``attention_bias``: q_a 8·4 + 4, q_b 4·2·5, kv_a 8·9 + 9, kv_b 7·2·8,
+    o 2·5·8, i.e. 349 (336 without the two biases).
     """
     # TODO: count q_proj, k_proj, v_proj and o_proj (weights, then biases); k/v use num_key_value_heads.
     # TODO: For MLA (model.is_mla) count q_a/q_b (or q_proj), kv_a_proj_with_mqa, kv_b_proj and o_proj instead.
@@ -126,8 +129,9 @@ def mlp_parameters(model: ModelConfig, layer_index: int) -> int:
     A dense layer (``not model.is_moe_layer(layer_index)``) has one MLP of ``intermediate_size``.
     An MoE layer holds ``model.routed_experts`` routed experts plus ``n_shared_experts`` shared ones
     (0 when ``None``), each an MLP of ``model.expert_intermediate_size``: all are stored, even though
-    a token uses only a few. Raises ``ValueError`` naming ``layer_index`` when it is not in
-    ``[0, num_hidden_layers)``.
+    a token uses only a few. Returns an ``int``. Raises ``ValueError`` whose message contains the
+    given ``layer_index`` when it is not an ``int`` in ``[0, num_hidden_layers)`` (a ``bool`` is
+    not a layer index).
 
     Example: Mixtral-8x7B layer 0 holds 8 experts × 3·4096·14336 = 1_409_286_144 parameters.
     """
@@ -167,7 +171,7 @@ def active_parameters(model: ModelConfig) -> int:
     shared expert, the router, attention, norms, embeddings and lm_head. This is how model cards
     count "active" parameters (embeddings included).
 
-    Example: Mixtral-8x7B uses 2 of 8 experts: 46_702_792_704 − 32 layers × 6 × 176_160_768
+    Returns an ``int``. Example: Mixtral-8x7B uses 2 of 8 experts: 46_702_792_704 − 32 layers × 6 × 176_160_768
     = 12_879_925_248 (Mistral AI quotes 12.9B); a dense model returns ``count_parameters(model)``.
     """
     # TODO: start from count_parameters(model) and remove, in every MoE layer, the routed experts a token skips.
@@ -179,7 +183,8 @@ def weight_bytes(model: ModelConfig, dtype: str) -> int:
 
     ``count_parameters(model) × bits / 8``, rounded up to whole bytes (int4 packs two weights per
     byte, so an odd count leaves half a byte). Quantization scales and zero points are not counted
-    here (Lab 03 counts them). Raises ``ValueError`` naming an unknown ``dtype``.
+    here (Lab 03 counts them). Returns an ``int``, never a float. Raises ``ValueError`` whose
+    message contains the unknown ``dtype`` as its ``repr`` (``'float16'``).
 
     Example: Llama-3-8B in bf16 is 16_060_522_496 bytes (16.06 GB, 14.96 GiB); in int4 4_015_130_624.
     """
@@ -204,9 +209,10 @@ def training_memory_per_rank(
     Plain data parallelism (``zero_stage=0``) replicates all three on every rank. ZeRO-1 shards the
     optimizer state, ZeRO-2 also the gradients, ZeRO-3 also the parameters. A sharded tensor puts
     ``ceil(parameters / world_size)`` parameters on each rank (the flat buffer is padded so every
-    rank holds an equal shard).
-    Raises ``ValueError`` naming the value for a negative count or byte size, a ``world_size``
-    below 1, or a stage outside ``ZERO_STAGES``.
+    rank holds an equal shard). Every field of the result is an ``int`` number of bytes.
+    Every argument is an ``int`` (a ``bool`` is none of them: ``True`` is not ZeRO stage 1, nor
+    one rank). Raises ``ValueError`` whose message contains the offending value for a negative
+    count or byte size, a ``world_size`` below 1, a stage outside ``ZERO_STAGES``, or a non-int.
 
     Example: 7e9 parameters, fp16 parameters and gradients, 8 optimizer bytes, 8 ranks, ZeRO-3:
     (2 + 2 + 8) × 7e9 / 8 = 10.5e9 bytes = 10.5 GB per rank (84 GB with plain data parallelism).
@@ -222,9 +228,12 @@ def ring_allreduce_bytes_per_rank(payload_bytes: int | float, world_size: int) -
     The payload is cut into N chunks; a reduce-scatter pass (N − 1 steps) leaves each rank one fully
     reduced chunk, an all-gather pass (N − 1 more steps) hands every chunk to every rank, one chunk
     of ``payload / N`` per step. It approaches twice the payload as N grows; one rank sends nothing.
-    Raises ``ValueError`` naming a negative (or non-numeric) payload or a ``world_size`` below 1.
+    Returns a ``float`` (true division: a chunk need not be whole bytes). ``payload_bytes`` is a
+    finite number >= 0 and ``world_size`` an ``int`` >= 1 (``bool`` is neither); otherwise raises
+    ``ValueError`` whose message contains the offending value.
 
-    Example: a 2 GB gradient all-reduce over 8 ranks sends 2 × 7/8 × 2e9 = 3.5e9 bytes per rank.
+    Example: a 2 GB gradient all-reduce over 8 ranks sends 2 × 7/8 × 2e9 = 3.5e9 bytes per rank;
+    1000 bytes over 3 ranks send 2 × 2/3 × 1000 = 1333.33..., not 1333.
     """
     # TODO: validate, then apply 2 (N - 1) / N × payload.
     raise NotImplementedError("ring_allreduce_bytes_per_rank: not written yet")
@@ -235,7 +244,8 @@ def pipeline_bubble_fraction(stages: int, microbatches: int) -> float:
 
     Each stage works for m microbatch slots out of the m + p − 1 slots the step lasts: it waits
     p − 1 slots while the pipeline fills (or drains). One stage has no bubble; more microbatches
-    shrink it. Raises ``ValueError`` naming a ``stages`` or ``microbatches`` below 1.
+    shrink it. Returns a ``float``. Raises ``ValueError`` whose message contains the offending value
+    when ``stages`` or ``microbatches`` is not an ``int`` >= 1 (a ``bool`` included).
 
     Example: 4 stages and 16 microbatches idle 3 / 19 ≈ 0.1579 (15.79 %) of the step.
     """
