@@ -77,3 +77,29 @@ def test_gemma2_9b_kv_saving_follows_its_alternating_windows_by_hand(qp):
     vectors = 2 * kv_heads * (full_layers * tokens + sliding_layers * window)  # K and V
     plan = qp.QuantizationPlan(qp.Target.KV_CACHE, 8)
     assert qp.saved_memory(plan, preset("gemma-2-9b"), qp.Workload(1, tokens)) == vectors * per_vector == 1_048_707_072
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"bits": True}, {"bits": 8.0}, {"group_size": True}, {"group_size": 64.0}, {"scale_bits": 24}, {"scale_bits": 64}, {"scale_bits": 16.0},
+     {"zero_point_bits": False}, {"zero_point_bits": 8.0}, {"zero_point_bits": 24}],
+)
+def test_plan_widths_are_ints_from_their_tuples(qp, fields):
+    # 8.0 == 8 and False == 0, so membership in SUPPORTED_* alone would let these through.
+    with pytest.raises(ValueError, match=str(next(iter(fields.values())))):
+        qp.QuantizationPlan(qp.Target.WEIGHTS, **{"bits": 8, **fields})
+
+
+@pytest.mark.parametrize(("rows", "row_length"), [(True, 8), (0, 8), (2.0, 8), (2, False), (2, 0), (2, 8.0)])
+def test_quantized_bytes_counts_are_positive_ints(qp, rows, row_length):
+    with pytest.raises(ValueError, match="rows|row_length"):
+        qp.quantized_bytes(qp.QuantizationPlan(qp.Target.WEIGHTS, 8), rows, row_length)
+
+
+def test_byte_counts_are_ints_for_every_width(qp):
+    for scale_bits in (8, 16, 32):
+        for zero_point_bits in (0, 8, 16, 32):
+            plan = qp.QuantizationPlan(qp.Target.WEIGHTS, 2, 4, scale_bits, zero_point_bits)
+            # 3 rows × ceil(12 × 2 / 8) code bytes + 9 groups × whole bytes per scale and zero point
+            assert qp.quantized_bytes(plan, 3, 12) == 9 + 9 * (scale_bits + zero_point_bits) // 8
+            assert type(qp.quantized_bytes(plan, 3, 12)) is int

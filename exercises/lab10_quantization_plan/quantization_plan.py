@@ -155,15 +155,22 @@ class QuantizationPlan:
                      ``[tokens, features]`` (per-token), one head's ``head_dim`` vector of K or of
                      V (per-token-per-head). ``PER_TENSOR`` (-1): one scale per tensor.
                      A positive ``g``: groups of ``g`` consecutive values along each row.
-    scale_bits       bits stored per scale: one of ``SUPPORTED_SCALE_BITS`` (16 = fp16 scales)
-    zero_point_bits  bits stored per zero point: 0 (symmetric, none stored) or 8, 16, 32
+    scale_bits       bits stored per scale: one of ``SUPPORTED_SCALE_BITS`` (8, 16, 32; 16 = fp16
+                     scales). No other width is stored, not even a multiple of 8 such as 24 or 64.
+    zero_point_bits  bits stored per zero point: one of ``SUPPORTED_ZERO_POINT_BITS``: 0
+                     (symmetric, none stored) or 8, 16, 32
     number_format    ``"int"`` (integer codes) or ``"fp8"`` (8-bit floats: bits must be 8 and
                      zero_point_bits 0)
 
-    Every rule above is checked in ``__post_init__``: a violation raises ``ValueError`` naming the
-    field and its value, e.g. ``QuantizationPlan(Target.WEIGHTS, bits=3)`` ->
-    ``ValueError("bits=3 is not supported: ... one of (2, 4, 8)")``. Whether a positive group size
-    divides a row is only known once a model is given: ``quantized_bytes`` checks that.
+    ``bits``, ``scale_bits``, ``zero_point_bits`` and a numeric ``group_size`` are ``int``: a
+    ``bool`` (``True`` is not 1 bit or a group of 1) or a ``float`` (``8.0``) is rejected.
+
+    Every rule above is checked in ``__post_init__``: a violation raises ``ValueError`` whose
+    message names the bad value and, for ``bits``, ``scale_bits``, ``zero_point_bits`` and
+    ``number_format``, the allowed ones, e.g. ``QuantizationPlan(Target.WEIGHTS, bits=8,
+    scale_bits=24)`` -> ``ValueError("scale_bits=24 is not supported: use one of (8, 16, 32)")``.
+    Whether a positive group size divides a row is only known once a model is given:
+    ``quantized_bytes`` checks that.
     """
 
     target: Target
@@ -175,7 +182,8 @@ class QuantizationPlan:
 
     def __post_init__(self) -> None:
         # TODO: check target (a Target), bits, number_format (and the fp8 rules), group_size
-        #       (None, PER_TENSOR or >= 1; bool is not a group size), scale_bits, zero_point_bits.
+        #       (None, PER_TENSOR or >= 1), scale_bits, zero_point_bits. True == 1 and 8.0 == 8,
+        #       so test type(x) is int before looking x up in its SUPPORTED_* tuple.
         raise NotImplementedError("QuantizationPlan.__post_init__: validate the plan")
 
     @property
@@ -206,13 +214,16 @@ def quantized_bytes(plan: QuantizationPlan, rows: int, row_length: int) -> int:
       ``rows × row_length / group_size`` for a group size;
     * each scale group stores ``scale_bits + zero_point_bits`` bits.
 
-    A positive ``group_size`` that does not divide ``row_length`` raises ``ValueError`` naming
-    both numbers.
+    ``rows`` and ``row_length`` are ``int`` (not ``bool``, not ``float``) and at least 1; anything
+    else raises ``ValueError`` naming the argument and its value. A positive ``group_size`` that
+    does not divide ``row_length`` raises ``ValueError`` naming both numbers. The result is an
+    ``int``: bytes are whole.
 
     Example: ``quantized_bytes(QuantizationPlan(Target.WEIGHTS, 4, group_size=128), 4096, 4096)``
     is ``4096 × 2048`` code bytes + ``4096 × 32`` fp16 scales × 2 bytes = 8,650,752.
     """
-    # TODO: follow the three bullet points; keep everything in integers.
+    # TODO: validate rows and row_length, then follow the three bullet points; keep everything
+    #       in integers (math.ceil or (n + 7) // 8, and // rather than /).
     raise NotImplementedError("quantized_bytes: codes + scales + zero points")
 
 

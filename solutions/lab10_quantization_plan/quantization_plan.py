@@ -159,15 +159,22 @@ class QuantizationPlan:
                      ``[tokens, features]`` (per-token), one head's ``head_dim`` vector of K or of
                      V (per-token-per-head). ``PER_TENSOR`` (-1): one scale per tensor.
                      A positive ``g``: groups of ``g`` consecutive values along each row.
-    scale_bits       bits stored per scale: one of ``SUPPORTED_SCALE_BITS`` (16 = fp16 scales)
-    zero_point_bits  bits stored per zero point: 0 (symmetric, none stored) or 8, 16, 32
+    scale_bits       bits stored per scale: one of ``SUPPORTED_SCALE_BITS`` (8, 16, 32; 16 = fp16
+                     scales). No other width is stored, not even a multiple of 8 such as 24 or 64.
+    zero_point_bits  bits stored per zero point: one of ``SUPPORTED_ZERO_POINT_BITS``: 0
+                     (symmetric, none stored) or 8, 16, 32
     number_format    ``"int"`` (integer codes) or ``"fp8"`` (8-bit floats: bits must be 8 and
                      zero_point_bits 0)
 
-    Every rule above is checked in ``__post_init__``: a violation raises ``ValueError`` naming the
-    field and its value, e.g. ``QuantizationPlan(Target.WEIGHTS, bits=3)`` ->
-    ``ValueError("bits=3 is not supported: ... one of (2, 4, 8)")``. Whether a positive group size
-    divides a row is only known once a model is given: ``quantized_bytes`` checks that.
+    ``bits``, ``scale_bits``, ``zero_point_bits`` and a numeric ``group_size`` are ``int``: a
+    ``bool`` (``True`` is not 1 bit or a group of 1) or a ``float`` (``8.0``) is rejected.
+
+    Every rule above is checked in ``__post_init__``: a violation raises ``ValueError`` whose
+    message names the bad value and, for ``bits``, ``scale_bits``, ``zero_point_bits`` and
+    ``number_format``, the allowed ones, e.g. ``QuantizationPlan(Target.WEIGHTS, bits=8,
+    scale_bits=24)`` -> ``ValueError("scale_bits=24 is not supported: use one of (8, 16, 32)")``.
+    Whether a positive group size divides a row is only known once a model is given:
+    ``quantized_bytes`` checks that.
     """
 
     target: Target
@@ -180,19 +187,21 @@ class QuantizationPlan:
     def __post_init__(self) -> None:
         if not isinstance(self.target, Target):
             raise ValueError(f"target must be a Target (Target.WEIGHTS, Target.ACTIVATIONS or Target.KV_CACHE), got {self.target!r}")
-        if isinstance(self.bits, bool) or self.bits not in SUPPORTED_BITS:
-            raise ValueError(f"bits={self.bits!r} is not supported: codes are packed into whole bytes, so bits must be one of {SUPPORTED_BITS}")
+        # type(...) is int, not isinstance: True is an int and 8.0 == 8, yet neither is a bit width.
+        if type(self.bits) is not int or self.bits not in SUPPORTED_BITS:
+            raise ValueError(f"bits={self.bits!r} is not supported: codes are packed into whole bytes, so bits must be an int, one of {SUPPORTED_BITS}")
         if self.number_format not in NUMBER_FORMATS:
             raise ValueError(f"number_format={self.number_format!r} is not supported: use one of {NUMBER_FORMATS}")
         if self.number_format == "fp8" and (self.bits != 8 or self.zero_point_bits != 0):
             raise ValueError(f"fp8 stores 8-bit floats with a scale and no zero point: got bits={self.bits}, zero_point_bits={self.zero_point_bits}")
         group = self.group_size
-        if group is not None and (isinstance(group, bool) or not isinstance(group, int) or (group < 1 and group != PER_TENSOR)):
+        if group is not None and (type(group) is not int or (group < 1 and group != PER_TENSOR)):
             raise ValueError(f"group_size={group!r} is invalid: use None (one scale per row), PER_TENSOR (-1) or a positive group length")
-        if isinstance(self.scale_bits, bool) or self.scale_bits not in SUPPORTED_SCALE_BITS:
-            raise ValueError(f"scale_bits={self.scale_bits!r} is not supported: use one of {SUPPORTED_SCALE_BITS}")
-        if isinstance(self.zero_point_bits, bool) or self.zero_point_bits not in SUPPORTED_ZERO_POINT_BITS:
-            raise ValueError(f"zero_point_bits={self.zero_point_bits!r} is not supported: use one of {SUPPORTED_ZERO_POINT_BITS}")
+        # Scales are stored as whole fp8/fp16/fp32 numbers: 24 or 64 bits is a multiple of 8 that no format stores.
+        if type(self.scale_bits) is not int or self.scale_bits not in SUPPORTED_SCALE_BITS:
+            raise ValueError(f"scale_bits={self.scale_bits!r} is not supported: use an int, one of {SUPPORTED_SCALE_BITS}")
+        if type(self.zero_point_bits) is not int or self.zero_point_bits not in SUPPORTED_ZERO_POINT_BITS:
+            raise ValueError(f"zero_point_bits={self.zero_point_bits!r} is not supported: use an int, one of {SUPPORTED_ZERO_POINT_BITS}")
 
     @property
     def fmt(self) -> str:
@@ -226,12 +235,17 @@ def quantized_bytes(plan: QuantizationPlan, rows: int, row_length: int) -> int:
       ``rows × row_length / group_size`` for a group size;
     * each scale group stores ``scale_bits + zero_point_bits`` bits.
 
-    A positive ``group_size`` that does not divide ``row_length`` raises ``ValueError`` naming
-    both numbers.
+    ``rows`` and ``row_length`` are ``int`` (not ``bool``, not ``float``) and at least 1; anything
+    else raises ``ValueError`` naming the argument and its value. A positive ``group_size`` that
+    does not divide ``row_length`` raises ``ValueError`` naming both numbers. The result is an
+    ``int``: bytes are whole.
 
     Example: ``quantized_bytes(QuantizationPlan(Target.WEIGHTS, 4, group_size=128), 4096, 4096)``
     is ``4096 × 2048`` code bytes + ``4096 × 32`` fp16 scales × 2 bytes = 8,650,752.
     """
+    for name, value in (("rows", rows), ("row_length", row_length)):
+        if type(value) is not int or value < 1:  # a bool or a float is not a count of values
+            raise ValueError(f"quantized_bytes: {name} must be an int of at least 1, got {value!r} ({type(value).__name__})")
     if plan.group_size not in (None, PER_TENSOR) and row_length % plan.group_size:
         raise ValueError(f"group_size={plan.group_size} does not divide the row length {row_length}: groups must tile each row exactly")
     # Each row starts on a byte boundary, so a row of 5 two-bit codes still takes 2 bytes.
