@@ -1,9 +1,11 @@
-"""What isolated grading costs: a class of solution and starter copies against plain pytest runs.
+"""What sandboxed grading costs: a class of solution and starter copies against plain pytest runs.
 
 Builds a class of ``--copies`` copies of ``solutions/`` and as many of ``exercises/`` (the
-untouched starters), grades it with ``infralens grade --jobs N`` (each submission judged in its
-own process, learner code in its own worker), and in the same run times plain in-process
-``pytest --solutions`` runs. Prints seconds per submission and the ratio to one plain run.
+untouched starters), grades it with ``infralens grade --jobs N`` (each submission taken in,
+judged in its own process, learner code in its own bubblewrap-sandboxed worker), and side by side
+times plain in-process ``pytest --solutions`` runs of the same labs, half before the grading and
+half after, so a change in the machine's load shows in both. Prints seconds per submission and
+the ratio to one plain run.
 Run from the repository root::
 
     python benchmarks/bench_grading.py [--copies 20] [--jobs 2] [--plain-runs 3] [--labs lab10]
@@ -12,6 +14,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import subprocess
@@ -41,19 +44,24 @@ def main() -> int:
     args = parser.parse_args()
     lab_options = [f"--lab={lab}" for lab in args.labs.split(",") if lab]
 
-    plain = [timed([sys.executable, "-m", "pytest", "--solutions", "-q", "-p", "no:cacheprovider", "--seed=1", *lab_options]) for _ in range(args.plain_runs)]
+    plain_command = [sys.executable, "-m", "pytest", "--solutions", "-q", "-p", "no:cacheprovider", "--seed=1", *lab_options]
+    plain = [timed(plain_command) for _ in range(args.plain_runs // 2)]
     with tempfile.TemporaryDirectory(prefix="infralens-bench-") as scratch:
-        class_dir = Path(scratch)
+        class_dir = Path(scratch) / "class"
         for index in range(args.copies):
             shutil.copytree(REPO / "solutions", class_dir / f"solved-{index:02d}" / "exercises")
             shutil.copytree(REPO / "exercises", class_dir / f"starter-{index:02d}" / "exercises")
         submissions = sorted(str(p) for p in class_dir.iterdir())
+        report = Path(scratch) / "grades.json"
         labs = ["--labs", args.labs] if args.labs else []
-        graded = timed([sys.executable, "-m", "infralens", "grade", *submissions, "--jobs", str(args.jobs), "--seed", "1", *labs])
+        graded = timed([sys.executable, "-m", "infralens", "grade", *submissions, "--jobs", str(args.jobs), "--seed", "1", "--json", str(report), *labs])
+        isolation = json.loads(report.read_text())["isolation"]
+    plain += [timed(plain_command) for _ in range(args.plain_runs - args.plain_runs // 2)]
 
     per_submission = graded / len(submissions)
     plain_median = statistics.median(plain)
     print(f"plain `pytest --solutions`: median {plain_median:.2f} s over {len(plain)} runs ({', '.join(f'{t:.2f}' for t in plain)})")
+    print(f"isolation: {isolation}")
     print(f"infralens grade, {len(submissions)} submissions ({args.copies} solved + {args.copies} starters), --jobs {args.jobs}: {graded:.1f} s")
     print(f"seconds per submission: {per_submission:.2f}")
     print(f"ratio per submission / one plain run: {per_submission / plain_median:.2f}x (goal: below 1.5x)")

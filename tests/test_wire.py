@@ -92,3 +92,23 @@ def test_oversized_and_truncated_messages_are_refused():
         wire.read_message(huge)
     with pytest.raises(EOFError):
         wire.read_message(io.BytesIO(b"\x05\x00\x00\x00{}"))
+
+
+def test_handles_carry_the_objects_own_name_for_feedback():
+    back = wire.decode({"handle": 3, "type": "function", "static": False, "name": "add"}, [], lambda h: h)
+    assert back == wire.Handle(3, "function", False, "add") and back.label == "add"
+    assert wire.Handle(4, "QuantPlan").label == "QuantPlan"
+
+
+def test_text_from_the_worker_is_always_valid_unicode():
+    assert wire.decode("bad \udcff text", [], lambda h: h) == "bad \ufffd text"
+    assert wire.decode({"tuple": ["\ud800"]}, [], lambda h: h) == ("\ufffd",)
+
+
+def test_a_reply_over_the_judges_limit_is_refused_before_it_is_read():
+    frames = [b"x" * 2048]
+    stream = io.BytesIO()
+    wire.write_message(stream, {"bytes": 0}, frames)
+    stream.seek(0)
+    with pytest.raises(wire.WireError, match="message of more than 1024 bytes"):
+        wire.read_message(stream, limit=1024)

@@ -148,7 +148,7 @@ def grade_one(repo_root: Path, submission: Path, options: GradeOptions, scratch:
             result.error = f"grading took longer than {options.budget + JUDGE_GRACE_SECONDS:g} s (the submission's budget and the judge's own time) and was stopped"
         elif report.is_file():
             rows = json.loads(report.read_text(encoding="utf-8"))["checks"]
-            result.checks = [{**row, "message": safe_text(_as_submitted(row.get("message", ""), copy, original))} for row in rows]
+            result.checks = [{key: safe_text(_as_submitted(value, copy, original)) if type(value) is str else value for key, value in row.items()} for row in rows]
         else:
             reason = _as_submitted(output.strip(), copy, original).splitlines()
             result.error = f"could not be graded (exit {code}): {safe_text(reason[-1]) if reason else 'no output'}"
