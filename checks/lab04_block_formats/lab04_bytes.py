@@ -1,57 +1,119 @@
 """Helpers for the Lab 04 checks: compare stored bytes block by block and say where they differ.
 
-Given tooling: formatting and input makers only, no quantizer.
+Given tooling: formatting, input makers and hand-picked edge blocks only, no quantizer.
 """
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import pytest
 
+from infralens.checking import bounded, summarize
+
 Q8_0_FIELDS = "bytes 0-1: fp16 d (little-endian); bytes 2-33: int8 codes of elements 0-31"
 Q4_0_FIELDS = "bytes 0-1: fp16 d (little-endian); byte 2+j: element j in the low nibble, element j+16 in the high nibble"
+EXACT_DECODE = "decoding multiplies an integer code by the stored scale, which is exact in float32: no tolerance, and the sign of a zero counts"
 
 
-def as_uint8(actual, what: str, shape: tuple[int, ...]) -> np.ndarray:
-    """The learner's result as a uint8 array of ``shape``, or a failure that names dtype and shape."""
-    array = np.asarray(actual)
-    if array.dtype != np.uint8:
-        pytest.fail(f"{what} returned dtype {array.dtype}, expected uint8: the result is the stored bytes", pytrace=False)
-    if array.shape != shape:
-        pytest.fail(f"{what} returned shape {array.shape}, expected {shape}: blocks of 32 run along the last axis", pytrace=False)
-    return array
+def block(*values: float) -> np.ndarray:
+    """One block of 32 float32 values: ``values`` first, zeros after."""
+    x = np.zeros(32, dtype=np.float32)
+    x[: len(values)] = values
+    return x
 
 
-def assert_blocks_equal(actual, expected: np.ndarray, block_bytes: int, what: str, values: np.ndarray | None = None, fields: str = "") -> None:
+def _ramp(low: float, high: float, magnitude: float) -> np.ndarray:
+    return (np.linspace(low, high, 32) * magnitude).astype(np.float32)
+
+
+def _alternating_zeros() -> np.ndarray:
+    x = np.zeros(32, dtype=np.float32)
+    x[::2] = -0.0
+    return x
+
+
+# Blocks whose bytes are defined by llama.cpp's edge rules: signed zeros, a 1/d that overflows,
+# an fp16 d that underflows to 0 or overflows to inf. The public checks hold their stored bytes;
+# the hidden checks run them before any random input.
+EDGE_BLOCKS: dict[str, np.ndarray] = {
+    "zeros": np.zeros(32, dtype=np.float32),
+    "negative-zeros": -np.zeros(32, dtype=np.float32),
+    "mixed-zeros": _alternating_zeros(),
+    "tiny-1e-40": _ramp(-0.6, 1.0, 1e-40),  # 1/d overflows float32 in both formats: codes 0
+    "tiny-3e-37": _ramp(-0.6, 1.0, 3e-37),  # Q8_0: 1/d overflows (amax below ~3.7e-37); Q4_0 does not
+    "small-1e-36": _ramp(-0.6, 1.0, 1e-36),  # fp16 d underflows to 0, the codes do not
+    "negative-tiny-3e-38": _ramp(-1.0, 0.6, 3e-38),  # Q4_0: max is negative and 1/d just fits
+    "huge-1e6": np.arange(32, dtype=np.float32) * np.float32(1e6),  # d beyond 65504: fp16 inf
+}
+
+
+def accepted(call: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
+    """The gate of a "rejects bad input" check: the valid worked example must not raise ``ValueError``.
+
+    Returns the result, which the caller then compares with the stored answer: rejecting bad input
+    earns points only once valid input is accepted and computed correctly.
+    """
+    try:
+        return call(*args, **kwargs)
+    except NotImplementedError:
+        raise
+    except ValueError as error:
+        pytest.fail(
+            f"{what} is a valid input, but raised ValueError: {bounded(str(error))}. Rejecting bad input earns points only "
+            "once valid input is accepted and computed correctly",
+            pytrace=False,
+        )
+
+
+def as_array(actual: Any, what: str, dtype: type, shape: tuple[int, ...], why: str) -> np.ndarray:
+    """The learner's result as a NumPy array of ``dtype`` and ``shape`` (type, then dtype, then shape),
+    or a failure that names what came back."""
+    if not isinstance(actual, np.ndarray):
+        pytest.fail(f"{what} returned {type(actual).__name__} {summarize(actual)}, expected a NumPy {np.dtype(dtype)} array of shape {shape}", pytrace=False)
+    if actual.dtype != dtype:
+        pytest.fail(f"{what} returned dtype {actual.dtype}, expected {np.dtype(dtype)}: {why}", pytrace=False)
+    if actual.shape != shape:
+        pytest.fail(f"{what} returned shape {actual.shape}, expected {shape}: {why}", pytrace=False)
+    return actual
+
+
+def as_uint8(actual: Any, what: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The learner's result as a uint8 array of ``shape``, or a failure that names type, dtype and shape."""
+    return as_array(actual, what, np.uint8, shape, "the result is the stored bytes, blocks along the last axis")
+
+
+def assert_blocks_equal(actual: Any, expected: np.ndarray, block_bytes: int, what: str, values: np.ndarray | None = None, fields: str = "") -> None:
     """Byte-exact comparison; on failure, show the first differing block, its bytes and its inputs."""
     actual = as_uint8(actual, what, expected.shape)
     got, want = actual.reshape(-1, block_bytes), expected.reshape(-1, block_bytes)
     bad = np.flatnonzero((got != want).any(axis=1))
     if bad.size == 0:
         return
-    block = int(bad[0])
-    first = int(np.flatnonzero(got[block] != want[block])[0])
-    shown = "" if values is None else f"\n  its 32 input values: {np.array2string(values.reshape(-1, 32)[block], precision=9, max_line_width=200)}"
+    index = int(bad[0])
+    first = int(np.flatnonzero(got[index] != want[index])[0])
+    shown = ""
+    if values is not None:
+        inputs = values.reshape(len(want), -1)[index]
+        shown = f"\n  its {inputs.size} input values: {bounded(np.array2string(inputs, precision=9, max_line_width=200, threshold=64), 1200)}"
     pytest.fail(
-        f"{what}: {bad.size} of {len(want)} blocks differ; block {block} first differs at byte {first} "
-        f"(expected 0x{want[block, first]:02x}, got 0x{got[block, first]:02x})\n"
-        f"  expected {want[block].tobytes().hex(' ')}\n  got      {got[block].tobytes().hex(' ')}{shown}"
+        f"{what}: {bad.size} of {len(want)} blocks differ; block {index} first differs at byte {first} "
+        f"(expected 0x{want[index, first]:02x}, got 0x{got[index, first]:02x})\n"
+        f"  expected {bounded(want[index].tobytes().hex(' '), 200)}\n  got      {bounded(got[index].tobytes().hex(' '), 200)}{shown}"
         + (f"\n  layout: {fields}" if fields else ""),
         pytrace=False,
     )
 
 
-def assert_floats_equal(actual, expected: np.ndarray, what: str) -> None:
-    """Exact float32 comparison (decoding a block format is exact), NaN equal to NaN."""
-    array = np.asarray(actual)
-    if array.dtype != np.float32 or array.shape != expected.shape:
-        pytest.fail(f"{what} returned {array.dtype} {array.shape}, expected float32 {expected.shape}", pytrace=False)
-    same = (array == expected) | (np.isnan(array) & np.isnan(expected))
+def assert_floats_equal(actual: Any, expected: np.ndarray, what: str, why: str = EXACT_DECODE) -> None:
+    """Bit-exact float32 comparison (``-0.0`` is not ``+0.0``), any NaN equal to any NaN."""
+    array = as_array(actual, what, np.float32, expected.shape, "float32 values of the original shape")
+    same = (array.view(np.uint32) == expected.view(np.uint32)) | (np.isnan(array) & np.isnan(expected))
     if not same.all():
         index = tuple(int(i) for i in np.argwhere(~same)[0])
         pytest.fail(
-            f"{what}: {int((~same).sum())} values differ; first at index {index}: expected {expected[index]!r}, got {array[index]!r} "
-            "(decoding multiplies an integer code by the stored scale, which is exact in float32: no tolerance)",
+            f"{what}: {int((~same).sum()):,} of {same.size:,} values differ; first at index {index}: expected {float(expected[index])!r}, got {float(array[index])!r} ({why})",
             pytrace=False,
         )
 
