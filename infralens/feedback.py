@@ -2,21 +2,26 @@
 
 Pytest's tracebacks point into the checks; a learner needs the check's message and, when their
 own code raised, the line of *their* file that did. :func:`classify` makes that decision once,
-for the terminal and for the JSON report alike.
+for the terminal and for the JSON report alike, and caps it (:func:`cap`): a message never runs to
+pages, whatever the learner's code printed or returned.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from infralens.loader import LabCodeBroken, LabCodeMissing
-from infralens.grading.remote import LearnerProcessError
 
 NOT_STARTED = "not_started"
 FAILED = "failed"
+MESSAGE_CHARS = 1500
+MESSAGE_LINES = 20
+RAISED_CHARS = 600
+RAISED_LINES = 8
 
 
 @dataclass(frozen=True)
@@ -24,33 +29,58 @@ class Feedback:
     """What the learner is told about one failed check.
 
     ``outcome`` is ``"not_started"`` when the learner's starter still raises
-    ``NotImplementedError`` (then ``function`` names it), ``"failed"`` otherwise.
+    ``NotImplementedError`` (then ``function`` names it), ``"failed"`` otherwise. ``broken`` is
+    set when a learner module does not import: its ``file:line``, the thing to fix.
     """
 
     outcome: str
     message: str
     function: str | None = None
+    broken: str = ""
+
+
+def cap(text: str, chars: int = MESSAGE_CHARS, lines: int = MESSAGE_LINES) -> str:
+    """``text`` cut to ``lines`` lines and ``chars`` characters, ending with how much was cut."""
+    kept = text.splitlines()
+    cut_lines = max(0, len(kept) - lines)
+    short = "\n".join(kept[:lines])
+    cut_chars = max(0, len(short) - chars)
+    short = short[:chars]
+    if not cut_lines and not cut_chars:
+        return text
+    cut = ", ".join(part for part in (f"{cut_lines} more line{'s' if cut_lines != 1 else ''}" if cut_lines else "", f"{cut_chars:,} more characters" if cut_chars else "") if part)
+    return f"{short}… ({cut} cut)"
 
 
 def classify(excinfo: pytest.ExceptionInfo[BaseException], code_root: Path, display_root: str, check_file: Path) -> Feedback:
-    """Explain ``excinfo`` raised while a check ran learner code living under ``code_root``.
+    """Explain ``excinfo`` raised while a check ran learner code living under ``code_root``, capped.
 
     Learner code that ran in another process (isolated grading) reports its frames on the
     exception as ``learner_frames``: ``[(function, file, line, source), ...]``, innermost last.
     """
+    verdict = _explain(excinfo, code_root, display_root, check_file)
+    return Feedback(verdict.outcome, cap(verdict.message), verdict.function, verdict.broken)
+
+
+def _explain(excinfo: pytest.ExceptionInfo[BaseException], code_root: Path, display_root: str, check_file: Path) -> Feedback:
     error = excinfo.value
+    remote = sys.modules.get("infralens.grading.remote")  # loaded only by --isolate; its errors cannot occur without it
+    process_error = remote.LearnerProcessError if remote is not None else ()
     frame = _learner_frame(excinfo, code_root, display_root)
 
     if isinstance(error, NotImplementedError) and frame is not None:
         function, place, _source = frame
         return Feedback(NOT_STARTED, f"`{function}` is not started: replace its `raise NotImplementedError` at {place}", function)
-    if isinstance(error, (LabCodeMissing, LabCodeBroken, LearnerProcessError)) and frame is None:
+    if isinstance(error, LabCodeBroken):
+        return Feedback(FAILED, str(error), broken=error.where)
+    if isinstance(error, (LabCodeMissing, process_error)) and frame is None:
         return Feedback(FAILED, str(error) + _check_location(excinfo, check_file))
     if isinstance(error, AssertionError):
         return Feedback(FAILED, _assertion_text(error) + _check_location(excinfo, check_file))
     if isinstance(error, pytest.fail.Exception):
         return Feedback(FAILED, str(error.msg if hasattr(error, "msg") else error) + _check_location(excinfo, check_file))
-    raised = str(error) if isinstance(error, LearnerProcessError) else f"{type(error).__name__}: {error}"
+    raised = str(error) if isinstance(error, process_error) else f"{type(error).__name__}: {error}"
+    raised = cap(raised, RAISED_CHARS, RAISED_LINES)  # room left for where it was raised
     if frame is not None:
         function, place, source = frame
         who = "importing your module" if function == "<module>" else f"your `{function}`"

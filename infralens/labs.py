@@ -12,6 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LAB_FOLDER = re.compile(r"^lab(\d{2})_[a-z0-9_]+$")
+CODE_TREES = ("exercises", "solutions")
+COMING = {
+    5: ("lab05_activation_quant", "activation quantization"),
+    6: ("lab06_kv_quant", "KV-cache quantization"),
+    7: ("lab07_quality_risk", "quality risk"),
+    8: ("lab08_kernels", "kernels"),
+}
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,31 @@ def resolve_lab(name: str, labs: list[Lab]) -> Lab:
     """Accept ``"10"``, ``"lab10"`` or ``"lab10_quantization_plan"``; raise ``ValueError`` listing the labs otherwise."""
     wanted = name.strip().lower()
     for lab in labs:
-        if wanted in (lab.folder, lab.short, str(lab.number), f"{lab.number:02d}"):
+        if wanted in _names(lab.number, lab.folder):
             return lab
     known = ", ".join(lab.short for lab in labs) or "none"
+    for number, (folder, title) in COMING.items():
+        if wanted in _names(number, folder):
+            raise ValueError(f"Lab {number:02d} ({title}) is coming: it is not in this checkout yet. The labs here are {known}")
     raise ValueError(f"unknown lab {name!r}: the labs here are {known} (give a number like lab10 or a folder name)")
+
+
+def _names(number: int, folder: str) -> tuple[str, ...]:
+    return folder, f"lab{number:02d}", str(number), f"{number:02d}"
+
+
+def checks_for(path: Path, repo_root: Path) -> Path | None:
+    """Where the checks of a learner path live: ``exercises/lab02_kv_cache[/kv_cache.py]`` -> ``checks/lab02_kv_cache``.
+
+    ``exercises/`` or ``solutions/`` itself maps to ``checks/``; a path outside those trees to None.
+    """
+    repo_root = repo_root.resolve()
+    try:
+        parts = path.resolve().relative_to(repo_root).parts
+    except ValueError:
+        return None
+    if not parts or parts[0] not in CODE_TREES:
+        return None
+    if len(parts) == 1:
+        return repo_root / "checks"
+    return repo_root / "checks" / parts[1] if LAB_FOLDER.match(parts[1]) else None

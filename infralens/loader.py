@@ -27,7 +27,16 @@ class LabCodeMissing(Exception):
 
 
 class LabCodeBroken(Exception):
-    """A learner module exists but cannot be imported (syntax error, failing import, ...)."""
+    """A learner module exists but cannot be imported (syntax error, failing import, ...).
+
+    The message starts with the file and line to fix (``exercises/lab02_kv_cache/kv_cache.py:88``),
+    also kept as ``where``; the message is all that crosses from an isolated worker, so ``where``
+    is read back from it there.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.where = message.split(" ", 1)[0]
 
 
 def code_root_of_submission(path: Path) -> Path:
@@ -87,12 +96,27 @@ class LabCode:
         source = self.folder / f"{name}.py"
         if not source.is_file():
             raise LabCodeMissing(f"{self.display_path(name)} is missing: the checks of this lab need that file")
+        stamp = (qualified, source.stat().st_mtime_ns)
+        if stamp in _BROKEN:  # every check of the lab asks again: import (and fail) once per version of the file
+            raise LabCodeBroken(_BROKEN[stamp])
         self._ensure_package()
         try:
             return importlib.import_module(qualified)
         except Exception as error:  # any failure to import learner code becomes one clear message
             sys.modules.pop(qualified, None)
-            raise LabCodeBroken(f"{self.display_path(name)} could not be imported: {type(error).__name__}: {error}") from error
+            _BROKEN[stamp] = self._explain_broken(name, source, error)
+            raise LabCodeBroken(_BROKEN[stamp]) from error
+
+    def _explain_broken(self, name: str, source: Path, error: Exception) -> str:
+        """``<file>:<line> has a syntax error: ...``: the learner's file and line, never a check's."""
+        needs = f"every check of {self._lab_folder[:5]} needs this file"
+        if isinstance(error, SyntaxError) and Path(error.filename or "").resolve() == source.resolve():
+            code = f" `{error.text.strip()[:80]}`" if error.text and error.text.strip() else ""
+            return f"{self.display_path(name)}:{error.lineno} has a syntax error: {error.msg}{code}; it could not be imported, and {needs}"
+        line = _innermost_line_in(error.__traceback__, source)
+        where = f"{self.display_path(name)}:{line}" if line else self.display_path(name)
+        text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        return f"{where} could not be imported: {type(error).__name__}: {text}; {needs}"
 
     def _ensure_package(self) -> None:
         if self._package in sys.modules:
@@ -101,3 +125,16 @@ class LabCode:
         package = importlib.util.module_from_spec(spec)
         package.__path__ = [str(self.folder)]
         sys.modules[self._package] = package
+
+
+_BROKEN: dict[tuple[str, int], str] = {}  # (module, mtime) -> why it does not import, for this process
+
+
+def _innermost_line_in(traceback, source: Path) -> int | None:
+    """The line of ``source`` where an import failed: the innermost traceback entry in that file."""
+    line, source = None, source.resolve()
+    while traceback is not None:
+        if Path(traceback.tb_frame.f_code.co_filename).resolve() == source:
+            line = traceback.tb_lineno
+        traceback = traceback.tb_next
+    return line

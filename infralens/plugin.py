@@ -3,12 +3,19 @@
 Loaded by the repository's root ``conftest.py``. What it adds to pytest:
 
 * which tree the checks read: ``exercises/`` (default), ``--solutions``, ``--submission PATH``;
-* ``--lab LAB`` to focus labs (``--lab 10``, ``--lab lab10,lab02``);
+* ``--lab LAB`` to focus labs (``--lab 10``, ``--lab lab10,lab02``): other labs are not even collected;
+  run from inside ``exercises/labNN_*`` (or given such a folder or starter as the path), pytest
+  runs that lab's checks;
 * ``--seed N`` for the inputs of hidden checks (random by default, always printed);
 * ``--infralens-report PATH``: every check's result as JSON (what ``infralens progress`` reads);
+  a learner run also keeps its results in ``.infralens/last-run.json`` for ``infralens hint``;
+* ``--call-limit SECONDS`` (ini ``infralens_call_limit``): the time one call into learner code
+  may take, and the learner's functions' documented return types, enforced by :mod:`infralens.calls`;
 * the ``check(exercise, points=1)`` marker every check carries, and ``gpu`` for CUDA-only checks;
 * fixtures ``lab`` (the code under test), ``oracle`` (the reference, hidden checks only), ``seed``, ``rng``;
-* compact failure messages, "not started" instead of tracebacks, and the progress table.
+* compact, capped failure messages, "not started" instead of tracebacks, a module that does not
+  import reported once per lab, and the progress table (honest about runs narrowed by
+  ``--exercise``, ``-k``, ``-x``, ``--deselect`` or a node id).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +32,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from infralens import feedback
+from infralens.calls import CallGuard, ContractLab
 from infralens.hints import HintsError, load_hints
-from infralens.labs import Lab, discover_labs, lab_of_path, resolve_lab
+from infralens.labs import Lab, checks_for, discover_labs, lab_of_path, resolve_lab
 from infralens.loader import LabCode, code_root_of_submission
+from infralens.runner import record_last_run
 
 if TYPE_CHECKING:
     from infralens.grading.remote import RemoteLabCode, Worker
@@ -41,6 +51,12 @@ HELP_SEED = "seed for the random inputs of hidden checks (default: a fresh rando
 HELP_REPORT = "write every check's result to this JSON file"
 HELP_ISOLATE = "run learner code in a separate, limited worker process (what grading uses); checks are judged here"
 HELP_CALL_TIMEOUT = "with --isolate: seconds one call into learner code may take (default 10)"
+HELP_CALL_LIMIT = (
+    "seconds one call from a check into your code may take before it fails, naming the line it was on "
+    "(default: the ini option infralens_call_limit, 5; 0 turns it off and leaves pytest-timeout's per-check limit)"
+)
+HELP_CALL_LIMIT_INI = "default for --call-limit: seconds one call into learner code may take"
+DEFAULT_CALL_LIMIT = "5"
 HELP_MEMORY = "with --isolate: address-space limit of the learner's process in MiB (default 4096)"
 CHECK_MARKER = "check(exercise, points=1): the starter function or class this check grades, and the points it is worth"
 GPU_MARKER = "gpu: needs a CUDA device; skipped with a reason where torch sees none"
@@ -56,6 +72,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--infralens-report", metavar="PATH", default=None, help=HELP_REPORT)
     group.addoption("--isolate", action="store_true", default=False, help=HELP_ISOLATE)
     group.addoption("--call-timeout", metavar="SECONDS", type=float, default=10.0, help=HELP_CALL_TIMEOUT)
+    group.addoption("--call-limit", metavar="SECONDS", type=float, default=None, help=HELP_CALL_LIMIT)
+    parser.addini("infralens_call_limit", HELP_CALL_LIMIT_INI, default=DEFAULT_CALL_LIMIT)
     group.addoption("--memory-limit", metavar="MIB", type=int, default=4096, help=HELP_MEMORY)
 
 
@@ -97,6 +115,11 @@ class InfraLensSession:
     worker: Worker | None = field(init=False, default=None)
     remote_labs: dict[str, RemoteLabCode] = field(init=False, default_factory=dict)
     collected: list[dict] = field(init=False, default_factory=list)
+    guard: CallGuard = field(init=False)
+    lab_checks: dict[str, int] = field(init=False, default_factory=dict)  # checks each lab has, counted before any deselection
+    partial_labs: set[str] = field(init=False, default_factory=set)  # labs collected from a file or node id: their total is unknown
+    explained: set[tuple[str, str]] = field(init=False, default_factory=set)  # (lab, file:line) of modules that do not import, reported once
+    started: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.repo_root = Path(self.config.rootpath)
@@ -120,14 +143,70 @@ class InfraLensSession:
         try:
             self.focus = [resolve_lab(name, labs) for names in self.config.getoption("lab") for name in names.split(",") if name.strip()]
         except ValueError as error:
-            raise pytest.UsageError(str(error)) from None
+            raise pytest.UsageError(f"--lab: {error}") from None
+        self._aim_at_checks(labs)
+        self.guard = self._call_guard()
+
+    def _call_guard(self) -> CallGuard:
+        """Contracts from this checkout's starters, limits from the options, for the tree under test."""
+        return CallGuard(self._call_limit(), self.repo_root / "exercises", self.code_root, self.code_display_root, self.config.getoption("call_timeout"))
+
+    def _call_limit(self) -> float:
+        given = self.config.getoption("call_limit")
+        if given is None:
+            try:
+                given = float(self.config.getini("infralens_call_limit"))
+            except ValueError:
+                raise pytest.UsageError(f"infralens_call_limit must be a number of seconds, got {self.config.getini('infralens_call_limit')!r}") from None
+        if given < 0:
+            raise pytest.UsageError(f"--call-limit must be 0 (off) or a positive number of seconds, got {given:g}")
+        return given
+
+    def _aim_at_checks(self, labs: list[Lab]) -> None:
+        """Run the checks of what the learner points at: a lab folder or starter under ``exercises/``
+        (or ``solutions/``) given as a path, or pytest started from inside one, means that lab's checks.
+
+        Also notes the labs collected from a file or node id, whose full number of checks is unknown.
+        """
+        invocation = Path(self.config.invocation_params.dir)
+        from_folder = self.config.args_source != pytest.Config.ArgsSource.ARGS
+        if from_folder and self.focus:
+            self.config.args = [str(self.repo_root / "checks")]  # --lab decides; the folder started from does not narrow it
+        aimed = []
+        for arg in self.config.args:
+            path_text, separator, _rest = arg.partition("::")
+            path = (invocation / path_text).resolve()
+            checks = checks_for(path, self.repo_root)
+            if checks is not None:
+                if separator or not checks.is_dir():
+                    where = "inside a lab folder" if from_folder else arg
+                    known = ", ".join(lab.short for lab in labs) or "none"
+                    raise pytest.UsageError(f"{where}: no checks for {path} here; the labs are {known}. Run pytest from the repository root, or give --lab N")
+                aimed.append(str(checks))
+                continue
+            aimed.append(arg)
+            lab = lab_of_path(path, self.repo_root)
+            if lab is not None and (separator or path.is_file()):
+                self.partial_labs.add(lab.folder)
+        self.config.args = aimed
 
     # --- collection -------------------------------------------------------------------------
 
     def pytest_report_header(self) -> list[str]:
         mode = "the references" if self.config.getoption("solutions") else "your code"
-        return [f"infralens: checking {mode} in {self.code_display_root}/ · hidden-check seed {self.seed} (rerun with --seed {self.seed})"]
+        lines = [f"infralens: checking {mode} in {self.code_display_root}/ · hidden-check seed {self.seed} (rerun with --seed {self.seed})"]
+        if self.guard.unavailable and not self.config.getoption("isolate"):
+            lines.append(f"infralens: no per-call time limit here ({self.guard.unavailable}); pytest-timeout's per-check limit is the only one")
+        return lines
 
+    def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
+        """With ``--lab``, the other labs' folders are not collected at all (not imported, then deselected)."""
+        if not self.focus or collection_path.parent != self.repo_root / "checks":
+            return None
+        lab = lab_of_path(collection_path, self.repo_root)
+        return True if lab is not None and lab not in self.focus else None
+
+    @pytest.hookimpl(tryfirst=True)  # count each lab's checks before -k, --deselect or --exercise narrow the run
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         selected, deselected = [], []
         for item in items:
@@ -135,6 +214,7 @@ class InfraLensSession:
             if lab is None:
                 selected.append(item)
                 continue
+            self.lab_checks[lab.folder] = self.lab_checks.get(lab.folder, 0) + 1
             marker = item.get_closest_marker("check")
             if marker is None:
                 raise pytest.UsageError(f"{item.nodeid} has no @pytest.mark.check(exercise, points=...) marker: every check must say what it grades")
@@ -152,6 +232,7 @@ class InfraLensSession:
             items[:] = selected
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.started = time.time()
         if self.config.getoption("isolate") and not self.config.getoption("collectonly"):
             self._worker().start()  # the learner's Python and torch start up while checks are collected
 
@@ -168,15 +249,16 @@ class InfraLensSession:
 
     # --- fixtures' helpers --------------------------------------------------------------------
 
-    def lab_code(self, item: pytest.Item) -> LabCode | RemoteLabCode:
+    def lab_code(self, item: pytest.Item) -> ContractLab:
+        """The code under test, seen through its contracts: time-limited calls, documented return types."""
         info = item.stash[CHECK_KEY]
         if not self.config.getoption("isolate"):
-            return LabCode(self.code_root, info.lab.folder, self.code_display_root)
+            return self.guard.lab(LabCode(self.code_root, info.lab.folder, self.code_display_root), info.lab.folder)
         if info.lab.folder not in self.remote_labs:
             from infralens.grading.remote import RemoteLabCode
 
             self.remote_labs[info.lab.folder] = RemoteLabCode(self._worker(), info.lab.folder)
-        return self.remote_labs[info.lab.folder]
+        return self.guard.lab(self.remote_labs[info.lab.folder], info.lab.folder)
 
     def _worker(self) -> Worker:
         from infralens.grading.remote import Worker  # only --isolate pays for the worker machinery
@@ -213,6 +295,8 @@ class InfraLensSession:
         self.remote_labs.clear()
         self.code_root, self.code_display_root, self.seed = Path(code_root), display_root, seed
         self.records.clear()
+        self.explained.clear()
+        self.guard = self._call_guard()
 
     # --- reporting ----------------------------------------------------------------------------
 
@@ -227,7 +311,7 @@ class InfraLensSession:
         error = call.excinfo.value if call.excinfo is not None else None
         if CHECK_KEY not in item.stash or not self._compact() or not isinstance(error, (Exception, pytest.fail.Exception)):
             return None
-        verdict = feedback.classify(call.excinfo, self.code_root, self.code_display_root, item.path)
+        verdict = self._verdict(item, call)
         sections = [(f"Captured {key} {when}", content) for when, key, content in item._report_sections]
         keywords = {name: 1 for name in item.keywords}
         report = pytest.TestReport(
@@ -245,7 +329,7 @@ class InfraLensSession:
             return report
         verdict = getattr(report, "infralens_verdict", None)
         if verdict is None and report.failed and call.excinfo is not None:
-            verdict = report.infralens_verdict = feedback.classify(call.excinfo, self.code_root, self.code_display_root, item.path)
+            verdict = report.infralens_verdict = self._verdict(item, call)
         if report.when == "call" or (report.when == "setup" and not report.passed):
             self.records[item.nodeid] = CheckRecord(
                 nodeid=item.nodeid,
@@ -256,13 +340,28 @@ class InfraLensSession:
                 outcome=_outcome(report),
                 message=verdict.message if verdict else "",
                 function=(verdict.function or "") if verdict else "",
+                broken=verdict.broken if verdict else "",
             )
         return report
+
+    def _verdict(self, item: pytest.Item, call: pytest.CallInfo) -> feedback.Feedback:
+        """The learner's message for a failed check; a module that does not import is explained once per lab."""
+        verdict = feedback.classify(call.excinfo, self.code_root, self.code_display_root, item.path)
+        if not verdict.broken:
+            return verdict
+        lab = item.stash[CHECK_KEY].lab
+        if (lab.folder, verdict.broken) not in self.explained:
+            self.explained.add((lab.folder, verdict.broken))
+            return verdict
+        return Blocked(feedback.FAILED, f"{verdict.broken} does not import (explained at the first failing check of {lab.short})", broken=verdict.broken)
 
     def pytest_report_teststatus(self, report: pytest.TestReport):
         verdict = getattr(report, "infralens_verdict", None)
         if verdict is not None and verdict.outcome == NOT_STARTED:
             return "not started", "N", ("NOT STARTED", {"yellow": True})
+        if isinstance(verdict, Blocked) and report.failed:
+            # Counted as failed (the exit code says so) but not listed again under FAILURES.
+            return "blocked", "B", ("BLOCKED", {"red": True})
         return None
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
@@ -285,6 +384,8 @@ class InfraLensSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.worker is not None:
             self.worker.close()
+        if self._is_learner_run() and self.records:
+            record_last_run(self.repo_root, self.started, {row.lab: row.complete for row in self.progress()}, [r.to_json() for r in self.records.values()])
         path = self.config.getoption("infralens_report")
         if not path:
             return
@@ -307,8 +408,14 @@ class InfraLensSession:
                 order = [(e.name, e.file) for e in load_hints(self.repo_root / "exercises" / lab_folder)]
             except HintsError:
                 order = []  # the progress table still works; the repository's tests report the bad hints file
-            rows.append(summarize_lab(lab_folder, by_lab[lab_folder], order, self.code_display_root))
+            lab_checks = None if lab_folder in self.partial_labs else self.lab_checks.get(lab_folder)
+            rows.append(summarize_lab(lab_folder, by_lab[lab_folder], order, self.code_display_root, lab_checks))
         return rows
+
+    def _is_learner_run(self) -> bool:
+        """A run of this checkout's own exercises/ in the main process (not a solutions, submission or xdist-worker run)."""
+        learner_tree = not self.config.getoption("solutions") and not self.config.getoption("submission")
+        return learner_tree and not hasattr(self.config, "workerinput") and not self.config.getoption("collectonly")
 
     def _not_started_by_function(self) -> dict[tuple[str, str], tuple[int, str]]:
         """``{(lab, function): (checks waiting, the first of their messages)}`` in the order met."""
@@ -334,6 +441,11 @@ class CheckInfo:
 
 
 CHECK_KEY = pytest.StashKey[CheckInfo]()
+
+
+@dataclass(frozen=True)
+class Blocked(feedback.Feedback):
+    """A check that fails only because a module of its lab does not import, explained at an earlier check."""
 
 
 def _check_marker_args(item: pytest.Item, marker: pytest.Mark) -> tuple[str, int]:

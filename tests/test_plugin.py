@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import write
+from conftest import run_python, write
 
 SOLVED_WRONG = '''
 def add(a: int, b: int) -> int:
@@ -76,10 +76,26 @@ def test_an_exception_in_learner_code_points_at_the_learner_line(kata_repo, pyte
     assert "at exercises/lab99_demo/demo.py:3  `return a + undefined_name`" in out
 
 
-def test_a_syntax_error_is_one_clear_line(kata_repo, pytester):
+def test_a_syntax_error_is_reported_once_with_its_file_and_line(kata_repo, pytester, tmp_path):
     write(kata_repo / "exercises/lab99_demo/demo.py", "def add(a, b):\n    return a +\n")
+    report = tmp_path / "report.json"
+    result = _run(pytester, f"--infralens-report={report}")
+    out = result.stdout.str()
+    assert result.ret == 1
+    full = "exercises/lab99_demo/demo.py:2 has a syntax error: invalid syntax `return a +`; it could not be imported, and every check of lab99 needs this file"
+    assert out.count(full) == 2, "once under FAILURES, once as the lab's next step; never once per check"
+    assert "1 failed, 2 blocked" in out
+    assert "next for lab99: fix the file first: exercises/lab99_demo/demo.py:2 has a syntax error" in out
+    assert "`add`" not in out and "`double`" not in out, "no exercise is blamed for a file that does not import"
+    messages = [check["message"] for check in json.loads(report.read_text())["checks"]]
+    short = "exercises/lab99_demo/demo.py:2 does not import (explained at the first failing check of lab99)"
+    assert messages == [full, short, short]
+
+
+def test_an_import_error_names_the_learner_line(kata_repo, pytester):
+    write(kata_repo / "exercises/lab99_demo/demo.py", "import math\nfrom math import nothing_here\n")
     out = _run(pytester).stdout.str()
-    assert "exercises/lab99_demo/demo.py could not be imported: SyntaxError" in out
+    assert "exercises/lab99_demo/demo.py:2 could not be imported: ImportError: cannot import name 'nothing_here' from 'math'" in out
 
 
 def test_focus_one_lab_and_reject_unknown_labs(kata_repo, pytester):
@@ -90,11 +106,21 @@ def test_focus_one_lab_and_reject_unknown_labs(kata_repo, pytester):
         def test_other(lab):
             assert lab.other.value() == 1
     ''')
+    write(kata_repo / "checks/lab98_other/test_broken.py", "raise RuntimeError('collected although --lab 99 was asked for')\n")
     focused = _run(pytester, "--solutions", "--lab", "99")
-    assert focused.ret == 0 and "3 passed, 1 deselected" in focused.stdout.str()
+    out = focused.stdout.str()
+    assert focused.ret == 0 and "collected 3 items" in out and "3 passed in" in out, out
+    assert "deselected" not in out and "collected although" not in out, "other labs are not collected at all"
     unknown = _run(pytester, "--lab", "lab42")
     assert unknown.ret == pytest.ExitCode.USAGE_ERROR
     assert "unknown lab 'lab42': the labs here are lab98, lab99" in unknown.stderr.str()
+
+
+@pytest.mark.parametrize("name", ["5", "lab05", "lab05_activation_quant"])
+def test_a_coming_lab_says_so_and_lists_the_labs(kata_repo, pytester, name):
+    result = _run(pytester, "--lab", name)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "Lab 05 (activation quantization) is coming: it is not in this checkout yet. The labs here are lab99" in result.stderr.str()
 
 
 @pytest.mark.parametrize("layout", ["repo-root", "bare-labs"])
@@ -220,3 +246,67 @@ def test_the_plugin_stays_out_of_other_projects(pytester):
     assert result.ret == 0 and "InfraLens" not in result.stdout.str()
     refused = _run(pytester, "--solutions")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR and "is not an InfraLens Katas checkout" in refused.stderr.str()
+
+
+@pytest.mark.parametrize("where", ["exercises/lab99_demo", "exercises/lab99_demo/demo.py", "exercises"])
+def test_an_exercise_folder_or_starter_as_the_path_runs_its_lab(kata_repo, pytester, where):
+    result = _run(pytester, "--solutions", where)
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    assert "3 passed" in out and "every selected lab is done." in out
+
+
+@pytest.mark.parametrize("options", [(), ("--lab", "99")])
+def test_pytest_from_inside_an_exercise_folder_runs_that_lab(kata_repo, options):
+    done = run_python("-m", "pytest", "--solutions", *options, cwd=kata_repo / "exercises" / "lab99_demo", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout and "every selected lab is done." in done.stdout
+
+
+def test_an_exercise_path_without_checks_is_a_usage_error(kata_repo, pytester):
+    (kata_repo / "exercises/lab97_nothing").mkdir()
+    result = _run(pytester, "exercises/lab97_nothing")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "no checks for" in result.stderr.str() and "the labs are lab99" in result.stderr.str()
+
+
+@pytest.mark.parametrize(
+    ("options", "cell"),
+    [
+        (("--exercise", "add"), "2/2 selected of 3"),
+        (("-k", "double"), "1/1 selected of 3"),
+        (("--deselect", "checks/lab99_demo/test_demo.py::test_double"), "2/2 selected of 3"),
+        (("checks/lab99_demo/test_demo.py::test_double",), "1/1 selected"),
+        (("checks/lab99_demo/test_demo.py",), "2/2 selected"),
+    ],
+    ids=["exercise", "keyword", "deselect", "node-id", "file"],
+)
+def test_a_narrowed_run_never_calls_the_lab_done(kata_repo, pytester, options, cell):
+    result = _run(pytester, "--solutions", *options)
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    assert f"lab99  demo   {cell}" in out and "selection passes" in out
+    assert "every selected lab is done" not in out and " done" not in out.split("InfraLens progress")[1]
+    assert "next for lab99: the selected checks pass; run all" in out
+
+
+def test_a_run_stopped_at_the_first_failure_shows_what_ran(kata_repo, pytester, tmp_path):
+    write(kata_repo / "exercises/lab99_demo/demo.py", SOLVED_WRONG)
+    report = tmp_path / "report.json"
+    out = _run(pytester, "-x", f"--infralens-report={report}").stdout.str()
+    [lab] = json.loads(report.read_text())["labs"]
+    assert lab["complete"] is False and lab["status"] != "done" and lab["lab_checks"] == 3
+    assert f"{lab['passed']}/{lab['total']} selected of 3" in out
+
+
+def test_feedback_is_capped_in_the_terminal_and_the_report(kata_repo, pytester, tmp_path):
+    write(kata_repo / "exercises/lab99_demo/demo.py", SOLVED_WRONG.replace("return a - b", "raise ValueError('x' * 40_000)").replace(
+        "return 2 * a", "raise RuntimeError('\\n'.join(f'row {i}' for i in range(500)))"
+    ))
+    report = tmp_path / "report.json"
+    out = _run(pytester, f"--infralens-report={report}").stdout.str()
+    assert "x" * 2000 not in out and "row 100" not in out
+    assert "more characters cut)" in out and "more lines cut)" in out
+    assert "at exercises/lab99_demo/demo.py:3" in out, "the learner's line survives the cut"
+    for check in json.loads(report.read_text())["checks"]:
+        assert len(check["message"]) <= 1600 and check["message"].count("\n") <= 20, check["message"][:200]
