@@ -10,7 +10,7 @@ import random
 import torch
 
 from infralens.checking import random_dense_model
-from infralens.models import ModelConfig
+from infralens.models import ModelConfig, preset, preset_names
 
 FAMILIES = ("mha", "gqa", "mqa", "mla", "sliding", "alternating")
 
@@ -47,6 +47,13 @@ def random_kv_model(rng: random.Random, family: str | None = None) -> ModelConfi
     model = random_dense_model(rng, sliding_window=window)
     kinds = [rng.choice(["full_attention", "sliding_attention"]) for _ in range(model.num_hidden_layers)]
     return ModelConfig(**{**model.__dict__, "layer_types": tuple(kinds)})
+
+
+def fixed_kv_models() -> list[ModelConfig]:
+    """The deterministic models every hidden check starts with: each preset, then two models of each
+    KV family drawn from fixed seeds, so every family is covered whatever the run's seed."""
+    fixed = [preset(name) for name in preset_names()]
+    return fixed + [random_kv_model(random.Random(f"lab02-{family}-{index}"), family) for family in FAMILIES for index in range(2)]
 
 
 def attention_inputs(generator: torch.Generator, batch: int, heads: int, kv_heads: int, tokens: int, head_dim: int):

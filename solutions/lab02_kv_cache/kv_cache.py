@@ -15,7 +15,11 @@ Work through the exercises in order (``infralens hint lab02`` when stuck):
 5. ``max_concurrent_sequences``  how many sequences fit next to the weights
 6. ``KVCache``                   a real cache of tensors: prefill once, append one token per step
 
-Run ``pytest --lab 02`` to check your work.
+Every byte count and every count of sequences or blocks is an ``int``: a ``float`` such as
+``131072.0`` is wrong even when it equals the answer, so stay in integer arithmetic (``//``, not
+``/``). Arguments documented as ``int`` reject ``bool`` (``True`` is not a count).
+
+Run ``pytest --lab 02`` from the repository root or from this folder to check your work.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ def kv_bytes_per_token(model: ModelConfig, bytes_per_element: int = 2) -> int:
 
     ``bytes_per_element`` is the size of one cached number: 2 for bf16/fp16 (the default), 1 for
     fp8, 4 for fp32. It must be a positive ``int`` (not a bool); anything else raises
-    ``ValueError`` naming the value.
+    ``ValueError`` naming the value. Returns an ``int``.
 
     Examples: Llama-3-8B in bf16 stores 2 × 32 layers × 8 KV heads × 128 × 2 bytes = 131,072
     bytes per token; DeepSeek-V3 stores (512 + 64) × 61 layers × 2 bytes = 70,272.
@@ -172,17 +176,23 @@ def max_concurrent_sequences(
     for what this lab does not count: the CUDA context, activations of the forward pass,
     fragmentation, other processes. So::
 
-        usable   = floor(gpu_memory_bytes × gpu_memory_utilization)
+        usable   = math.floor(gpu_memory_bytes * gpu_memory_utilization)
         kv_pool  = usable − weight_bytes
         answer   = kv_pool // paged_kv_bytes(model, tokens_per_sequence, 1, block_size, bytes_per_element)
 
-    A pool too small for one sequence gives 0. Quantizing the weights only shrinks
-    ``weight_bytes``: each sequence still needs its full KV cache at ``bytes_per_element``.
+    Rounding rule: ``usable`` is the product as Python computes it, rounded **down** to a whole
+    byte (``math.floor``), never up or to nearest: a fraction of a byte holds nothing. With a GPU
+    of 1,000,001 bytes at ``gpu_memory_utilization=0.5`` the engine may use 500,000 bytes, not
+    500,001. The answer is an ``int``; a pool too small for one sequence gives 0. Quantizing the
+    weights only shrinks ``weight_bytes``: each sequence still needs its full KV cache at
+    ``bytes_per_element``.
 
     ``gpu_memory_bytes``, ``weight_bytes`` and ``tokens_per_sequence`` are ``int``s (at least 1,
-    0 and 1); ``gpu_memory_utilization`` is a number in ``(0, 1]``. Weights that do not fit in
-    ``usable`` raise ``ValueError`` naming both byte counts; bad arguments raise ``ValueError``
-    naming the argument and the value.
+    0 and 1; not bools); ``gpu_memory_utilization`` is an ``int`` or ``float`` in ``(0, 1]`` (not a
+    bool). The weights must fit in ``usable``, not in the whole GPU: ``weight_bytes > usable``
+    raises ``ValueError`` naming both byte counts (``weight_bytes`` and ``usable``), while weights
+    of exactly ``usable`` bytes fit and leave room for 0 sequences. Bad arguments raise
+    ``ValueError`` naming the argument and the value.
 
     Example: Llama-3-8B, bf16 weights (16,060,522,496 bytes) on an 80 GiB GPU
     (85,899,345,920 bytes), 8192 tokens per sequence: usable 77,309,411,328, pool
@@ -221,16 +231,20 @@ class KVCache:
     The append contract (every later call names its ``layer``, ``0 <= layer < num_layers``):
 
     * ``prefill(layer, k, v)`` writes the prompt's keys and values, ``(batch, num_kv_heads, T,
-      head_dim)`` with ``1 <= T <= max_tokens``, into an empty layer;
+      head_dim)`` with ``1 <= T <= max_tokens``, into an empty layer (a prompt of exactly
+      ``max_tokens`` tokens fits: it fills the layer, and the next ``append`` is an error);
     * ``append(layer, k, v)`` writes the one new token of a decode step, ``(batch, num_kv_heads,
       1, head_dim)``, after the tokens the layer already holds;
     * both return the layer's cached ``(k, v)`` so far, each ``(batch, num_kv_heads,
-      lengths[layer], head_dim)``: exactly what ``causal_attention`` needs.
+      lengths[layer], head_dim)`` in ``dtype``: exactly what ``causal_attention`` needs.
 
-    Anything else raises ``ValueError`` that names the shapes and numbers: a bad layer index, k
-    and v of different or wrong shapes (the message shows the shape received and the shape
-    expected), more than one token in ``append``, a prefill into a layer that already holds
-    tokens, an ``append`` into an empty layer, or a token past ``max_tokens``.
+    Anything else raises ``ValueError`` that names the shapes and numbers, and leaves the cache
+    as it was: a bad layer index (not an ``int`` in ``[0, num_layers)``, or a bool; the message
+    names the index), k and v of different or wrong shapes (the message shows the shape
+    received), more than one token in ``append`` (the shape received), a prefill into a layer
+    that already holds tokens (the layer), an ``append`` into an empty layer (the layer), or a
+    token past ``max_tokens`` (the prompt's length and ``max_tokens``, or ``max_tokens`` when an
+    ``append`` finds the layer full).
 
     Example: ``KVCache(num_layers=2, batch=1, num_kv_heads=8, head_dim=128, max_tokens=8192,
     dtype=torch.bfloat16).nbytes`` is 2 × 2 × 1 × 8 × 8192 × 128 × 2 = 67,108,864 bytes.
@@ -259,7 +273,7 @@ class KVCache:
 
     @property
     def nbytes(self) -> int:
-        """Bytes the cache reserves: both buffers, whole capacity, whether filled or not.
+        """Bytes the cache reserves (an ``int``): both buffers, whole capacity, whether filled or not.
 
         Equals ``kv_cache_bytes`` of a matching full-attention model at ``max_tokens`` tokens,
         ``batch`` sequences and ``dtype``'s element size.
