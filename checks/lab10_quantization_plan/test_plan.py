@@ -222,6 +222,7 @@ def test_quantized_bytes_counts_scales_and_zero_points_per_group(lab, rng):
             f"expected 2 more bytes for each of the {groups:,} scale groups{_extra_bytes_cause(fp32 - plain, groups, 16)}"
         )
         doubled = qp.quantized_bytes(make_plan(qp, "weights", bits, group), 2 * rows, row_length)
+        _require_int(doubled, f"quantized_bytes(int{bits} group_size={group}, rows={2 * rows}, row_length={row_length})")
         assert doubled == 2 * plain, f"twice the rows should store twice the bytes: {doubled:,} for {2 * rows} rows vs 2 × {plain:,} for {rows}"
 
 
