@@ -437,7 +437,7 @@ def compare_plans(plans: list[QuantizationPlan], model: ModelConfig, workload: W
     Then one row per plan, in order: label ``"{target} {fmt} {granularity}"`` (e.g.
     ``"weights int4 group-128"``), ``saved_memory``, and the kernel and ``speedup`` of
     ``kernel_path`` and the ``severity`` of ``risk``. An unknown backend raises ``ValueError``
-    even when ``plans`` is empty.
+    naming it, as ``kernel_path`` does, even when ``plans`` is empty.
     """
     _require_backend(backend)
     rows = [PlanComparison("bf16 baseline", 0, "bf16 dense", False, None)]
