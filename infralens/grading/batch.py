@@ -173,8 +173,8 @@ class GraderTampered(RuntimeError):
 
 
 def grader_digest(repo_root: Path) -> str:
-    """SHA-256 over the files that decide grades or ship to students — checks, references, tooling,
-    starters, the project's tests, their bytecode caches — and the interpreter's ``.pth`` files."""
+    """SHA-256 over the files that decide grades or ship to students — checks, references, tooling
+    and starters with their bytecode caches, the project's tests — and the interpreter's ``.pth`` files."""
     digest = hashlib.sha256()
     paths: list[Path] = []
     for name in GRADER_FILES:
@@ -183,7 +183,7 @@ def grader_digest(repo_root: Path) -> str:
     for folder in dict.fromkeys((sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])):
         paths += sorted(Path(folder).glob("*.pth"))
     for path in paths:
-        if path.is_file():
+        if path.is_file() and not (path.is_relative_to(repo_root / "tests") and "__pycache__" in path.parts):  # the judge never imports tests/
             digest.update(os.fsencode(path) + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
