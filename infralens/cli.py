@@ -2,6 +2,7 @@
 
     infralens progress [--lab LAB] [--solutions | --submission PATH]
     infralens hint LAB [--level N] [--exercise NAME]
+    infralens watch [--lab LAB]
     infralens models [NAME]
     infralens mutants [LAB ...]
     infralens grade SUBMISSION... [--labs LABS] [--jobs N] [--seed S] [--budget S] [--no-sandbox] [--csv F] [--json F] [--gradescope F] [--junit F]
@@ -25,7 +26,7 @@ from infralens.hints import HintLedger, HintsError, load_hints
 from infralens.labs import discover_labs, find_repo_root, resolve_lab
 from infralens.models import ModelConfig, preset, preset_names
 from infralens.progress import LabProgress, render_table
-from infralens.runner import run_checks
+from infralens.runner import last_run_checks, run_checks
 
 HINT_LEDGER = Path(".infralens") / "hints.json"
 
@@ -57,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     hint.add_argument("--level", type=int, default=None, help="show this level (1 = a question, then the approach, then the near-answer)")
     hint.add_argument("--exercise", default=None, help="hint for this exercise instead of the first unsolved one")
     hint.set_defaults(command=_hint)
+
+    watch = commands.add_parser("watch", help="run the checks again whenever a file under exercises/ changes (Ctrl-C to stop)")
+    watch.add_argument("--lab", action="append", default=[], help="only these labs: 10, lab10 or lab10_quantization_plan (repeatable)")
+    watch.set_defaults(command=_watch)
 
     models = commands.add_parser("models", help="list the model presets, or show one")
     models.add_argument("name", nargs="?", help="a preset name, e.g. llama-3-8b")
@@ -129,8 +134,10 @@ def _hint(args: argparse.Namespace) -> int:
             raise ValueError(f"{lab.short} has no exercise {args.exercise!r}; its exercises are {', '.join(by_name)}")
         exercise = by_name[args.exercise]
     else:
-        _exit, report = run_checks(root, "--lab", lab.folder)
-        open_exercises = {check["exercise"] for check in report["checks"] if check["outcome"] not in ("passed", "skipped")}
+        checks = last_run_checks(root, lab.folder)  # the last run's results while the lab's files are unchanged
+        if checks is None:
+            checks = run_checks(root, "--lab", lab.folder)[1]["checks"]
+        open_exercises = {check["exercise"] for check in checks if check["outcome"] not in ("passed", "skipped")}
         unsolved = [e for e in exercises if e.name in open_exercises]
         if not unsolved:
             print(f"every check of {lab.short} passes: nothing left to hint. (A specific one: --exercise NAME)")
@@ -150,6 +157,15 @@ def _hint(args: argparse.Namespace) -> int:
     if level < total:
         print(f"\n(still stuck? `infralens hint {lab.short}` again shows hint {level + 1} of {total})")
     return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from infralens.watch import watch
+
+    root = _root(args)
+    labs = discover_labs(root)
+    chosen = [resolve_lab(name, labs) for names in args.lab for name in names.split(",") if name.strip()]  # a typo fails here, not on every change
+    return watch(root, [f"--lab={lab.folder}" for lab in chosen])
 
 
 def _models(args: argparse.Namespace) -> int:

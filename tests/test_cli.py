@@ -116,3 +116,30 @@ def test_models_lists_presets_and_shows_one():
     assert "num_key_value_heads" in one.stdout and "7615616512" in one.stdout
     unknown = run_python("-m", "infralens", "models", "gpt-5")
     assert unknown.returncode == 2 and "no model preset 'gpt-5'; presets:" in unknown.stderr
+
+
+def test_hint_answers_from_the_last_run_without_running_the_checks(kata_repo):
+    write(kata_repo / "exercises/lab99_demo/demo.py", SOLVED_ADD)
+    ran = run_python("-m", "pytest", cwd=kata_repo, timeout=300)
+    assert ran.returncode == 1 and (kata_repo / ".infralens" / "last-run.json").is_file(), ran.stdout
+    # Were the checks run again, this would break them; the lab's own files are untouched, so the last run stands.
+    write(kata_repo / "checks/conftest.py", "raise RuntimeError('the checks were run again')\n")
+    done = infralens(kata_repo, "hint", "lab99")
+    assert done.returncode == 0, done.stderr
+    assert "`double`" in done.stdout
+
+
+def test_hint_runs_the_lab_again_once_its_files_changed(kata_repo):
+    ran = run_python("-m", "pytest", cwd=kata_repo, timeout=300)
+    assert ran.returncode == 1
+    write(kata_repo / "exercises/lab99_demo/demo.py", SOLVED_ADD)
+    assert "`double`" in infralens(kata_repo, "hint", "lab99").stdout, "a stale last run would still point at `add`"
+
+
+def test_a_narrowed_run_is_not_taken_as_the_labs_state(kata_repo):
+    write(kata_repo / "exercises/lab99_demo/demo.py", SOLVED_ADD)
+    ran = run_python("-m", "pytest", "-k", "add", cwd=kata_repo, timeout=300)
+    assert ran.returncode == 0, ran.stdout
+    write(kata_repo / "checks/conftest.py", "raise RuntimeError('the checks were run again')\n")
+    done = infralens(kata_repo, "hint", "lab99")
+    assert done.returncode == 2 and "the checks could not run" in done.stderr, "only `add` ran: the lab must be run again to know"
