@@ -68,8 +68,8 @@ ACTIVATION_SCHEMES = ("fp32", "bf16", "fp16", "int8-per-tensor", "int8-per-token
 """How an activation tensor is stored, for :func:`activation_nbytes`: 4 or 2 bytes per element,
 or 1 byte per int8 code plus float32 scales (one for the tensor, or one per token)."""
 
-INT32_SAFE_K = 2**31 // 128**2
-"""131,072: the longest reduction whose int8 × int8 sums always fit an int32 (|code| <= 128)."""
+INT32_SAFE_K = 2**31 // 127**2
+"""133,143: the longest reduction whose sums of products of codes in ±127 always fit an int32."""
 
 
 def quant_max(bits: int) -> int:
