@@ -141,3 +141,45 @@ def test_cache_matches_pytorch_attention(kv):
         k_seen, v_seen = cache.append(0, k[:, :, t : t + 1], v[:, :, t : t + 1])
         outputs.append(kv.causal_attention(q[:, :, t : t + 1], k_seen, v_seen))
     torch.testing.assert_close(torch.cat(outputs, dim=2), expected, rtol=0, atol=1e-12)  # float64: only rounding differs
+
+
+def test_usable_memory_is_rounded_down_by_hand(kv):
+    model = preset("llama-3-8b")
+    per_sequence = 16 * 131_072  # 16 tokens fill one block of 16
+    gpu = 80 * GIB + 1
+    assert gpu * 0.75 == 64_424_509_440.75  # exact in binary floating point: 0.75 = 3/4
+    usable = 64_424_509_440
+    assert kv.max_concurrent_sequences(model, gpu, usable - 5 * per_sequence, 16, gpu_memory_utilization=0.75) == 5
+    assert kv.max_concurrent_sequences(model, gpu, usable - 5 * per_sequence + 1, 16, gpu_memory_utilization=0.75) == 4
+    assert kv.max_concurrent_sequences(model, gpu, usable, 16, gpu_memory_utilization=0.75) == 0  # weights that fill usable still fit
+    with pytest.raises(ValueError, match=f"{usable + 1}.*{usable}"):
+        kv.max_concurrent_sequences(model, gpu, usable + 1, 16, gpu_memory_utilization=0.75)
+    # The docstring's example: 1,000,001 bytes at 0.5 leave 500,000 usable bytes, not 500,001.
+    assert kv.max_concurrent_sequences(model, 1_000_001, 500_000, 16, gpu_memory_utilization=0.5) == 0
+    with pytest.raises(ValueError, match="500000"):
+        kv.max_concurrent_sequences(model, 1_000_001, 500_001, 16, gpu_memory_utilization=0.5)
+
+
+def test_counts_are_ints_and_bools_are_not(kv):
+    model = preset("llama-3-8b")
+    results = [kv.kv_bytes_per_token(model), kv.kv_cache_bytes(model, 100), kv.blocks_needed(100), kv.paged_kv_bytes(model, 100),
+               kv.max_concurrent_sequences(model, 80 * GIB, 16 * 10**9, 8192, gpu_memory_utilization=1),
+               kv.KVCache(1, 1, 1, 1, 1).nbytes]
+    assert [type(result) for result in results] == [int] * 6
+    calls = [lambda: kv.kv_bytes_per_token(model, True), lambda: kv.kv_cache_bytes(model, True), lambda: kv.kv_cache_bytes(model, 8, True),
+             lambda: kv.blocks_needed(True), lambda: kv.blocks_needed(8, True), lambda: kv.paged_kv_bytes(model, 8, 1, True),
+             lambda: kv.max_concurrent_sequences(model, 80 * GIB, 0, 8, gpu_memory_utilization=True), lambda: kv.KVCache(True, 1, 1, 1, 1)]
+    for call in calls:
+        with pytest.raises(ValueError, match="True"):
+            call()
+
+
+def test_a_full_length_prompt_fills_the_cache(kv):
+    cache = kv.KVCache(num_layers=1, batch=1, num_kv_heads=2, head_dim=4, max_tokens=3)
+    k = torch.arange(24, dtype=torch.float32).reshape(1, 2, 3, 4)
+    k_seen, v_seen = cache.prefill(0, k, -k)
+    assert torch.equal(k_seen, k) and torch.equal(v_seen, -k) and cache.lengths == [3]
+    with pytest.raises(ValueError, match="max_tokens=3"):
+        cache.append(0, k[:, :, :1], k[:, :, :1])
+    with pytest.raises(ValueError, match="4 tokens"):
+        kv.KVCache(num_layers=1, batch=1, num_kv_heads=2, head_dim=4, max_tokens=3).prefill(0, torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4))
