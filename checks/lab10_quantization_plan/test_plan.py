@@ -38,7 +38,7 @@ def _workload_fields(qp, batch, context_tokens):
 
 
 @check("Workload", points=1)
-def test_workload_holds_batch_times_context_tokens(lab, rng):
+def test_workload_accepts_counts_from_one_up_and_refuses_an_empty_batch(lab, rng):
     qp = lab.quantization_plan
     sizes = [(1, 1), (8, 8192), (3, 131071)] + [(rng.randint(1, 64), rng.randint(1, 131072)) for _ in range(20)]
     for batch, context in sizes:
@@ -46,6 +46,8 @@ def test_workload_holds_batch_times_context_tokens(lab, rng):
             _workload_fields(qp, batch, context), (batch, context, batch * context), f"Workload({batch}, {context}) as (batch, context_tokens, tokens)",
             "the fields keep the ints they were given, and tokens = batch × context_tokens",
         )
+    # Accepting is half the job: a Workload that validates nothing must not earn this check.
+    expect_value_error(qp.Workload, 0, 8192, what="Workload(batch=0, context_tokens=8192) (nothing to serve)", must_mention=("batch", 0))
 
 
 @check("Workload", points=2)
@@ -95,15 +97,17 @@ def test_plan_accepts_every_supported_combination(lab):
             for group_size in (None, qp.PER_TENSOR, 1, 32, 128):
                 for scale_bits in (8, 16, 32):
                     for zero_point_bits in (0, 8, 16, 32):
-                        plan = qp.QuantizationPlan(target, bits, group_size, scale_bits, zero_point_bits)
                         assert_exact(
-                            (plan.target, plan.bits, plan.group_size, plan.scale_bits, plan.zero_point_bits),
-                            (target, bits, group_size, scale_bits, zero_point_bits),
-                            f"QuantizationPlan({target.value}, {bits}, {group_size}, {scale_bits}, {zero_point_bits}) as its fields",
+                            _plan_fields(qp, target, bits, group_size, scale_bits, zero_point_bits),
+                            (target, bits, group_size, scale_bits, zero_point_bits, "int", f"int{bits}", documented_granularity(target.value, group_size)),
+                            f"QuantizationPlan({target.value}, {bits}, {group_size}, {scale_bits}, {zero_point_bits}) as "
+                            "(target, bits, group_size, scale_bits, zero_point_bits, number_format, fmt, granularity)",
                             "every width in SUPPORTED_BITS, SUPPORTED_SCALE_BITS and SUPPORTED_ZERO_POINT_BITS is valid",
                         )
-        fp8 = qp.QuantizationPlan(target, 8, qp.PER_TENSOR, number_format="fp8")
-        assert_exact(fp8.fmt, "fp8", f"the fmt of an fp8 {target.value} plan")
+        assert_exact(
+            _plan_fields(qp, target, 8, qp.PER_TENSOR, number_format="fp8"),
+            (target, 8, qp.PER_TENSOR, 16, 0, "fp8", "fp8", "per-tensor"), f"QuantizationPlan({target.value}, 8, PER_TENSOR, number_format='fp8') as its fields",
+        )
 
 
 ALLOWED = {"bits": (2, 4, 8), "scale_bits": (8, 16, 32), "zero_point_bits": (0, 8, 16, 32), "number_format": ("int", "fp8")}
