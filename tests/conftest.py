@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -20,9 +21,10 @@ REPO = Path(__file__).resolve().parent.parent
 LABS = [lab.folder for lab in discover_labs(REPO)]
 
 
-def run_python(*args: str, cwd: Path = REPO, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python *args`` in a subprocess (same interpreter), text output captured."""
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def run_python(*args: str, cwd: Path = REPO, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python *args`` in a subprocess (same interpreter), text output captured; ``env`` adds variables."""
+    environment = {**os.environ, **env} if env else None
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
 SEEDS = (1, 2, 3)
@@ -57,7 +59,9 @@ def sweep_lab(lab_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LabS
         tree = apply_mutant(REPO / "solutions" / lab_folder, mutant, scratch / "mutants" / mutant.name)
         targets.append({"name": f"mutant:{mutant.name}", "code_root": str(tree), "seeds": list(SEEDS), "until_caught": True})
     (scratch / "targets.json").write_text(json.dumps(targets), encoding="utf-8")
-    done = run_python("-m", "infralens.sweep", str(REPO), lab_folder, str(scratch / "targets.json"), str(scratch / "runs.json"))
+    # One thread: a lab's tensors are tiny, and torch's thread pool costs 10-25x on them when the
+    # machine is busy.
+    done = run_python("-m", "infralens.sweep", str(REPO), lab_folder, str(scratch / "targets.json"), str(scratch / "runs.json"), env={"OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, f"the sweep of {lab_folder} failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
     runs = [TargetRun.from_json(data) for data in json.loads((scratch / "runs.json").read_text(encoding="utf-8"))]
     _sweeps[lab_folder] = LabSweep({run.name: run for run in runs}, mutants)
