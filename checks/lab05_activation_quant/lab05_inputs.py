@@ -93,6 +93,7 @@ def edge_activations() -> list[tuple[str, torch.Tensor]]:
     rows, a single huge outlier, negative zeros, half precision, 1-D and 3-D shapes, odd widths."""
     gen = torch_generator(505)
     ties = torch.tensor([[-63.5, 0.25, 0.75, 1.25, 2.5, -0.5, 126.5], [3.0, -1.5, 0.0, 127.0, -2.5, 0.5, 4.5]])
+    small_ties = torch.tensor([[3.96875, 0.015625, 0.078125, -0.046875, -0.078125], [-3.96875, 0.109375, -0.015625, 0.0, 1.984375]])  # ±0.5, 2.5, 3.5 steps
     zero_constant = torch.zeros(3, 5)
     zero_constant[1] = 0.3
     zero_constant[2] = -7.0
@@ -101,6 +102,7 @@ def edge_activations() -> list[tuple[str, torch.Tensor]]:
     negative_zero = torch.tensor([[-0.0, 0.5, -0.0], [-0.0, -0.0, -0.0]])
     return [
         ("ties at .5", ties),
+        ("ties at .5 below the outlier threshold (step 2^-5)", small_ties),
         ("next to a tie (scale 1/127)", torch.tensor([RECIPROCAL_ROW])),
         ("all-zero and constant rows", zero_constant),
         ("a single huge outlier", huge),
