@@ -113,7 +113,8 @@ def edge_tensors() -> list[tuple[str, torch.Tensor]]:
     and outlier channels. Every one has 8 tokens and a head_dim of 8 or more (a multiple of 4)."""
     gen = torch_generator(606)
     ties = torch.tensor([[0.0, 0.5, 1.5, 3.0, -2.0, -1.0, 0.5, 4.0]] * 4 + [[1.0, 1.5, 2.0, 4.0, 3.0, -1.5, 0.0, 1.5]] * 4)
-    reciprocal = torch.tensor([RECIPROCAL_GROUP * 2] * 8)
+    reciprocal = torch.tensor([[RECIPROCAL_GROUP[t % 4]] * 4 for t in range(8)])  # (8, 4): each channel's 4 tokens next to the ties
+    reciprocal = torch.cat([torch.tensor([RECIPROCAL_GROUP] * 8), reciprocal], dim=1)  # and each token's first 4 channels too
     zero_constant = torch.zeros(8, 8)
     zero_constant[:, 4:] = -7.25
     zero_constant[4:] = 0.3

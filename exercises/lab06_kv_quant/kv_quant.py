@@ -314,8 +314,6 @@ class QuantizedKVCache:
     v_residual: Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("batch", "num_kv_heads", "head_dim", "group_size"):
-            check_int(getattr(self, name), name, 1)
         # TODO: validate the fields; create the eight stored tensors, empty along dim 2, with the documented dtypes
         #       and shapes (packed codes: ceil(head_dim * bits / 8) bytes per token).
         raise NotImplementedError('QuantizedKVCache.__post_init__: validate and create the empty cache')
