@@ -8,6 +8,8 @@ pages, whatever the learner's code printed or returned.
 
 from __future__ import annotations
 
+import functools
+import linecache
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,12 +96,13 @@ def _learner_frame(excinfo: pytest.ExceptionInfo[BaseException], code_root: Path
     if remote:
         function, file, line, source = remote[-1]
         return function, f"{file}:{line}", source.strip()
-    entry = _innermost_frame_under(excinfo, code_root)
-    if entry is None:
-        return None
-    code = entry.frame.code.raw
-    relative = Path(entry.path).resolve().relative_to(code_root.resolve()).as_posix()
-    return getattr(code, "co_qualname", code.co_name), f"{display_root}/{relative}:{entry.lineno + 1}", str(entry.statement).strip()
+    root = _resolved(str(code_root))
+    found = None
+    for code, line in _frames(excinfo):
+        path = _resolved(code.co_filename)
+        if path.is_relative_to(root):
+            found = (getattr(code, "co_qualname", code.co_name), f"{display_root}/{path.relative_to(root).as_posix()}:{line}", linecache.getline(code.co_filename, line).strip())
+    return found
 
 
 def _assertion_text(error: AssertionError) -> str:
@@ -109,20 +112,22 @@ def _assertion_text(error: AssertionError) -> str:
     return message.strip() or text.strip() or "assertion failed"
 
 
-def _innermost_frame_under(excinfo: pytest.ExceptionInfo[BaseException], root: Path):
-    root = root.resolve()
-    found = None
-    for entry in excinfo.traceback:
-        try:
-            Path(entry.path).resolve().relative_to(root)
-        except (ValueError, TypeError):
-            continue
-        found = entry
-    return found
+def _frames(excinfo: pytest.ExceptionInfo[BaseException]):
+    """``(code, line)`` of every frame of the traceback, outermost first (raw: cheap even for hundreds of failures)."""
+    traceback = excinfo.tb
+    while traceback is not None:
+        yield traceback.tb_frame.f_code, traceback.tb_lineno
+        traceback = traceback.tb_next
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolved(filename: str) -> Path:
+    return Path(filename).resolve()
 
 
 def _check_location(excinfo: pytest.ExceptionInfo[BaseException], check_file: Path) -> str:
-    for entry in reversed(excinfo.traceback):
-        if Path(entry.path).resolve() == check_file.resolve():
-            return f"\n  (check at {check_file.parent.parent.name}/{check_file.parent.name}/{check_file.name}:{entry.lineno + 1})"
-    return ""
+    check = _resolved(str(check_file))
+    lines = [line for code, line in _frames(excinfo) if _resolved(code.co_filename) == check]
+    if not lines:
+        return ""
+    return f"\n  (check at {check_file.parent.parent.name}/{check_file.parent.name}/{check_file.name}:{lines[-1]})"

@@ -20,9 +20,11 @@ Loaded by the repository's root ``conftest.py``. What it adds to pytest:
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import secrets
+import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -235,6 +237,26 @@ class InfraLensSession:
         self.started = time.time()
         if self.config.getoption("isolate") and not self.config.getoption("collectonly"):
             self._worker().start()  # the learner's Python and torch start up while checks are collected
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session):
+        """Run the checks the cheap way: torch on one thread, and the collector past what imports built.
+
+        Checks use tiny tensors, for which torch's thread pool costs far more than it saves (and
+        contends with everything else on a busy machine). ``gc.freeze()`` leaves the objects of
+        torch and the other imports out of every later collection, pytest's five at the very end
+        included, so they stay frozen (they live as long as the process anyway).
+        """
+        torch = sys.modules.get("torch")  # the checks imported it; a run that did not needs no setting
+        threads = torch.get_num_threads() if torch is not None else None
+        if torch is not None:
+            torch.set_num_threads(1)
+        gc.freeze()
+        try:
+            return (yield)
+        finally:
+            if torch is not None:
+                torch.set_num_threads(threads)  # an in-process caller (infralens progress) gets its setting back
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if not self.config.getoption("isolate"):
