@@ -100,6 +100,13 @@ def test_fp8_ranges_are_torchs(dtype):
     assert torch.finfo(torch.float8_e4m3fnuz).max == 240.0  # the AMD variant the mutants confuse it with
 
 
+def test_torchs_cpu_cast_is_what_the_quantize_fp8_docstring_says():
+    # Why quantize_fp8 clamps: on CPU, PyTorch 2.13 saturates e4m3fn (no Inf in that format) but sends e5m2 overflow to Inf.
+    assert torch.tensor([1e5]).to(E4M3).float().item() == 448.0
+    assert torch.tensor([1e5]).to(E5M2).float().item() == math.inf
+    assert kq.quantize_fp8(torch.tensor([1e5]), 1.0, E5M2).float().item() == 57344.0
+
+
 @pytest.mark.parametrize("dtype", [E4M3, E5M2])
 def test_quantize_fp8_rounds_to_the_nearest_representable_value_and_saturates(dtype):
     grid = _fp8_values(dtype)
