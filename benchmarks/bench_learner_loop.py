@@ -10,9 +10,11 @@ Times, side by side and interleaved round by round (so a busy machine slows ever
 Runs in a scratch copy of the checkout (the learner's own ``.infralens/`` stays untouched), after
 one untimed round that lets Python cache its bytecode, as it does on a learner's machine from the
 second run on (``PYTHONDONTWRITEBYTECODE`` is cleared for the runs). Prints each command's median
-and its ratio to the floor. Run from the repository root::
+and its ratio to the floor, and the other pytest plugins this environment loads into every run.
+``--kata-plugins-only`` loads only what a learner's install has (the InfraLens plugin and
+pytest-timeout), for a development environment full of other plugins. Run from the repository root::
 
-    python benchmarks/bench_learner_loop.py [--lab 02] [--rounds 5]
+    python benchmarks/bench_learner_loop.py [--lab 02] [--rounds 5] [--kata-plugins-only]
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 COPIED = ("checks", "exercises", "solutions", "pyproject.toml", "conftest.py")
+KATA_PLUGINS = ("infralens.plugin", "pytest_timeout")
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -44,16 +48,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lab", default="02", help="the lab of the single-lab runs (default 02)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds; each runs every command once (default 5)")
+    parser.add_argument("--kata-plugins-only", action="store_true", help="load only the InfraLens plugin and pytest-timeout, as a learner's install does")
     args = parser.parse_args()
 
     pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    if args.kata_plugins_only:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        pytest += [option for plugin in KATA_PLUGINS for option in ("-p", plugin)]
     commands = {
         "import torch": ([sys.executable, "-c", "import torch"], None),
         f"pytest --lab {args.lab} (untouched starter)": ([*pytest, f"--lab={args.lab}"], 1.5),
         f"pytest --lab {args.lab} --solutions (all pass)": ([*pytest, f"--lab={args.lab}", "--solutions"], 1.5),
         "pytest (every lab, untouched starters)": (pytest, 2.5),
     }
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     times: dict[str, list[float]] = {name: [] for name in commands}
     with tempfile.TemporaryDirectory(prefix="infralens-bench-") as scratch:
         checkout = Path(scratch)
@@ -67,6 +75,9 @@ def main() -> int:
                 times[name].append(timed(command, checkout, env))
 
     floor = statistics.median(times["import torch"])
+    others = sorted({ep.value.split(".")[0].split(":")[0] for ep in entry_points(group="pytest11")} - {plugin.split(".")[0] for plugin in KATA_PLUGINS})
+    loaded = "none (--kata-plugins-only)" if args.kata_plugins_only else (", ".join(others) or "none")
+    print(f"other pytest plugins loaded into every run: {loaded}")
     print(f"{args.rounds} rounds, medians in seconds (each round runs every command once, interleaved)")
     for name, (_command, goal) in commands.items():
         median = statistics.median(times[name])
