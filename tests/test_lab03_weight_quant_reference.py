@@ -178,3 +178,50 @@ def test_quantized_linear_state_dict_is_the_ledger_int4():
         "zero_point": ((64, 8), torch.float16),
     }
     assert sum(v.numel() * v.element_size() for v in state.values()) == 64 * 128 + 2 * 64 * 8 * 2
+
+
+def test_quantize_divides_like_numpy_float32_division():
+    # NumPy's float32 division is the oracle; multiplying by the float32 reciprocal gives other codes next to ties.
+    scale = np.float16(0.1).astype(np.float32)
+    w = np.array([[0.9497680068016052, 1.44964599609375, -1.44964599609375, 127 * float(scale)]], dtype=np.float32)
+    divided = np.round(w / scale)
+    assert divided.tolist() == [[9, 14, -14, 127]]
+    assert np.round(w * (np.float32(1) / scale)).tolist() == [[10, 15, -15, 127]]
+    codes = wq.quantize(torch.from_numpy(w), torch.tensor([[0.1]], dtype=torch.float16), None, 8)
+    assert codes.dtype == torch.int8 and codes.tolist() == divided.astype(int).tolist()
+
+
+def test_zero_point_uses_the_stored_float16_scale():
+    # NumPy: the float32 scale 1.75 / 255 rounded up to float16, then -round(-1.5 / stored).
+    stored = _round_up_f16(np.array([np.float32(1.75) / np.float32(255)], dtype=np.float32)).astype(np.float32)
+    assert stored.tolist() == [0.006866455078125]
+    assert -np.round(np.float32(-1.5) / stored).item() == 218
+    assert -np.round(np.float32(-1.5) / (np.float32(1.75) / np.float32(255))) == 219  # the float32 scale's zero point
+    scale, zero_point = wq.choose_qparams(torch.tensor([[-1.5, 0.25, 0.0, -0.75]]), 8, None, symmetric=False)
+    assert scale.float().tolist() == [[0.006866455078125]] and zero_point.tolist() == [[218.0]] and zero_point.dtype == torch.float16
+
+
+@pytest.mark.parametrize(("shape", "expected"), [((3, 5), 3 * 3 + 3 * 2), ((1, 1), 1 + 2), ((2, 7), 2 * 4 + 2 * 2)])
+def test_int4_nbytes_of_odd_rows_is_what_pack_int4_stores_per_row(shape, expected):
+    # Each row packed on its own, padded with one zero code: the bytes pack_int4 really produces.
+    codes = torch.randint(-7, 8, shape, generator=_gen(14)).to(torch.int8)
+    padded = torch.cat((codes, torch.zeros(shape[0], shape[1] % 2, dtype=torch.int8)), dim=1)
+    scale = torch.ones(shape[0], 1, dtype=torch.float16)
+    qw = wq.QuantizedWeight(codes, scale, None, 4, None)
+    assert type(qw.nbytes) is int and qw.nbytes == expected
+    assert qw.nbytes == wq.pack_int4(padded).numel() + scale.numel() * 2
+
+
+def test_quant_error_is_float64_arithmetic():
+    # Python floats (float64) on the float32 inputs are the oracle; float32 arithmetic is visibly off.
+    w, w_hat = torch.tensor([0.1, -0.7, 0.3, 1.9, -2.3]), torch.tensor([0.125, -0.6875, 0.25, 1.875, -2.3125])
+    x, y = [float(v) for v in w], [float(v) for v in w_hat]
+    errors = [a - b for a, b in zip(x, y)]
+    expected_sqnr = 10 * math.log10(sum(a * a for a in x) / sum(e * e for e in errors))
+    error = wq.quant_error(w, w_hat)
+    assert all(type(v) is float for v in (error.mse, error.max_abs, error.sqnr_db))
+    assert error.mse == pytest.approx(sum(e * e for e in errors) / 5, rel=1e-14)
+    assert error.sqnr_db == pytest.approx(expected_sqnr, rel=1e-14)
+    err32 = w - w_hat
+    sqnr32 = 10 * torch.log10((w * w).sum() / (err32 * err32).sum()).item()
+    assert abs(sqnr32 - expected_sqnr) > 1e-12 * expected_sqnr  # the public check's tolerance tells float32 apart

@@ -153,11 +153,13 @@ def choose_qparams(
       bfloat16). (torchao computes it from the float32 scale before rounding the scale; using the
       stored one keeps every later step on exactly the stored numbers.)
 
-    Errors (``ValueError``, naming the numbers): ``w`` not 2-D or empty; a dtype outside
-    ``WEIGHT_DTYPES``; NaN or Inf in ``w``; ``bits`` (see :func:`quant_range`); a ``group_size``
-    that is not ``None``, ``PER_TENSOR`` or a positive int dividing ``in`` (the message names both
-    ``group_size`` and ``in``); a ``scale_dtype`` outside ``SCALE_DTYPES``; a scale too large for
-    ``scale_dtype`` (float16 tops out at 65504: int8 weights up to 65504 × 127 ≈ 8.3e6).
+    Errors (``ValueError``; what its message must contain is in brackets): ``bits`` (see
+    :func:`quant_range`) [the value of ``bits``]; ``w`` not 2-D or empty [its shape]; a dtype
+    outside ``WEIGHT_DTYPES`` [the dtype]; NaN or Inf in ``w`` ["NaN" or "Inf"]; a ``group_size``
+    that is not ``None``, ``PER_TENSOR`` or a positive ``int`` (never a ``bool``) dividing ``in``
+    [both ``group_size`` and ``in``]; a ``scale_dtype`` outside ``SCALE_DTYPES`` [the dtype]; a
+    scale too large for ``scale_dtype`` [the dtype's largest value: float16 tops out at 65504, so
+    int8 weights up to 65504 × 127 ≈ 8.3e6 fit].
 
     Example: ``w = [[0.5, -1.0, 0.25, 0.0], [1.25, 3.5, -1.25, 0.0]]``, ``bits=4`` (quant_max 7),
     per-channel symmetric: ``scale = [[0.1429443359375], [0.5]]`` (float16: 1/7 = 0.142857… rounded up to
@@ -177,10 +179,16 @@ def quantize(w: Tensor, scale: Tensor, zero_point: Tensor | None, bits: int) -> 
         qdata = clamp(round(w / scale) + zero_point, quant_min, quant_max)
 
     with ``round`` = ``torch.round`` (half to even: 2.5 -> 2, 3.5 -> 4, -2.5 -> -2) and a true
-    division (``w * (1 / scale)`` can round differently). ``zero_point=None`` means symmetric
-    (no zero point added) and returns ``torch.int8`` codes in ``quant_range(bits)``; otherwise
-    the range is ``quant_range(bits, symmetric=False)`` and the codes are ``torch.uint8``. Shape
+    division: ``w * (1 / scale)`` rounds ``1 / scale`` first, which moves values next to a tie
+    across it (with scale 0.0999755859375, the float16 0.1, ``w = 0.9497680068016052`` divides to
+    9.499999 -> code 9 but multiplies to 9.5 -> code 10). ``zero_point=None`` means symmetric (no
+    zero point added) and returns ``torch.int8`` codes in ``quant_range(bits)``; otherwise the
+    range is ``quant_range(bits, symmetric=False)`` and the codes are ``torch.uint8``. Shape
     ``(out, in)``.
+
+    Errors (``ValueError``): ``bits`` as in :func:`quant_range` [the value of ``bits``]; a
+    ``scale`` or ``zero_point`` whose shape does not fit ``w`` (:func:`broadcast_qparam`) [both
+    shapes].
 
     Example: ``w = [[1.25, -1.25, 0.75, 63.5]]``, ``scale = [[0.5]]``, no zero point, 8 bits ->
     ``[[2, -2, 2, 127]]`` (2.5 and -2.5 are ties and go to the even neighbour).
@@ -214,8 +222,8 @@ def pack_int4(codes: Tensor) -> Tensor:
 
     Codes are stored as their low 4 bits: ``torch.int8`` codes in [-8, 7] as 4-bit two's
     complement (-7 -> 0b1001 = 9, -1 -> 0b1111 = 15), ``torch.uint8`` codes in [0, 15] as they
-    are. Errors (``ValueError``, naming the numbers): another dtype; a code outside its range;
-    an odd ``n``.
+    are. Errors (``ValueError``; its message must contain what is in brackets): another dtype
+    [the dtype]; a code outside its range [the code]; an odd ``n`` [``n``].
 
     Example: ``pack_int4(tensor([[-7, 3, 0, 7]], dtype=torch.int8))`` -> ``[[57, 112]]``
     (``0x39``: 3 high, 9 low; ``0x70``: 7 high, 0 low).
@@ -330,11 +338,12 @@ def quant_error(w: Tensor, w_hat: Tensor) -> QuantError:
       ratio in decibels; each extra bit of a uniform quantizer adds about 6.02 dB. Zero error
       gives ``inf`` (also for an all-zero ``w``); an all-zero ``w`` with some error gives ``-inf``.
 
+    Sums and the logarithm run in float64 (in float32 they would be off by about 1e-7 relative).
     ``w`` and ``w_hat`` may have any dtype and any shape, but the same shape; otherwise
-    ``ValueError`` naming both shapes.
+    ``ValueError`` whose message names both shapes.
 
-    Example: ``w = [1, -2, 3, 4]``, ``w_hat = [1, -2, 3, 3.5]``: mse 0.0625, max_abs 0.5,
-    sqnr_db ``10 · log10(30 / 0.25) = 20.7918``.
+    Example: ``w = [1, -2, 3, 4]``, ``w_hat = [1, -2, 3, 4.5]``: mse 0.0625, max_abs 0.5,
+    sqnr_db ``10 · log10(30 / 0.25) = 20.791812460476248``.
     """
     # TODO: check the shapes; compute mse, max_abs and sqnr_db in float64 (mind zero noise).
     raise NotImplementedError("quant_error: MSE, max abs error and SQNR in dB")
