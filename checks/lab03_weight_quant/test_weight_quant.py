@@ -53,6 +53,13 @@ def _expect_layout(actual, shape: tuple[int, ...], dtype: torch.dtype, what: str
         assert_tensor_equal(actual, torch.empty(shape, dtype=dtype), what, why)
 
 
+def _wrong_axis(scale, in_features: int) -> str:
+    """Said only when a per-channel ``scale`` has one entry per input column: the wrong axis."""
+    if isinstance(scale, torch.Tensor) and tuple(scale.shape) in ((in_features, 1), (1, in_features)):
+        return f"shape {tuple(scale.shape)} is one scale per input column (a reduction over out): per-channel means one per output row, reduce over in (dim 1)"
+    return ""
+
+
 def _pair(result, what: str) -> tuple:
     """``result`` must be a 2-tuple, as ``choose_qparams`` documents: ``(scale, zero_point)``."""
     if type(result) is not tuple or len(result) != 2:
@@ -112,7 +119,7 @@ def test_choose_qparams_worked_example_per_channel(lab):
         ([[0.0714111328125], [0.5]], "row 0's amax is 1.0 (from -1.0): take max |w|, not max w"),
     )
     assert_tensor_equal(scale, T(WORKED_SCALE, dtype=F16), f"{what}'s scale",
-                        why or "scale = amax / 7 per output row (amax 1.0 and 3.5), stored in float16 rounded up (round_up_to)")
+                        why or _wrong_axis(scale, 4) or "scale = amax / 7 per output row (amax 1.0 and 3.5), stored in float16 rounded up (round_up_to)")
 
 
 @check("choose_qparams", points=1)
@@ -144,7 +151,7 @@ def test_scale_shapes_per_granularity(lab, rng, seed, symmetric):
         for name, (gs, shape, meaning) in expected.items():
             what = f"choose_qparams(w of shape ({out_features}, {in_features}), bits=4, group_size={name}, symmetric={symmetric})"
             scale, zero_point = _pair(wq.choose_qparams(w, 4, gs, symmetric), what)
-            _expect_layout(scale, shape, F16, f"{what}'s scale", meaning)
+            _expect_layout(scale, shape, F16, f"{what}'s scale", (gs is None and _wrong_axis(scale, in_features)) or meaning)
             if symmetric:
                 _no_zero_point(zero_point, what)
             else:
@@ -174,7 +181,7 @@ def test_per_channel_scale_follows_each_output_row(lab, seed, bits):
     w = random_weight(torch_generator(seed), 24, 40, std=1.0)  # rows differ in magnitude; not square, so the axis shows
     what = f"{bits}-bit per-channel choose_qparams of a (24, 40) weight"
     scale, _ = _pair(wq.choose_qparams(w, bits), what)
-    _expect_layout(scale, (24, 1), F16, f"{what}: scale", "one scale per output row of the [out, in] weight")
+    _expect_layout(scale, (24, 1), F16, f"{what}: scale", _wrong_axis(scale, 40) or "one scale per output row of the [out, in] weight")
     ideal = w.abs().amax(dim=1, keepdim=True) / quant_max  # (24, 1), float32
     _within_rounding_up(scale, ideal, f"{what}: scale", f"amax / {quant_max} of each output row (reduce |w| over in, dim 1)")
 
