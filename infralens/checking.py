@@ -130,6 +130,9 @@ def summarize(value: Any, limit: int = MESSAGE_VALUE_CHARS) -> str:
         return f"{head}: {value.flatten().tolist()}" if value.numel() <= 8 else head
     if type(value).__module__ == "numpy" and hasattr(value, "shape") and hasattr(value, "dtype"):
         return f"numpy array of shape {tuple(value.shape)}, dtype {value.dtype}"
+    if type(value) in (tuple, list) and any(isinstance(item, torch.Tensor) for item in value):
+        open_, close = "()" if type(value) is tuple else "[]"
+        return bounded(open_ + ", ".join(summarize(item, limit) for item in value) + close, limit)
     return bounded(repr(value), limit)
 
 
