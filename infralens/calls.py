@@ -31,7 +31,6 @@ from typing import Any, Callable
 REPEAT_SECONDS = 0.5  # after the limit, the timer fires again until the call is abandoned (a bare `except:` cannot hold it)
 VALUE_CHARS = 60
 ARGUMENTS_CHARS = 160
-SCALAR_TYPES = (int, float, bool, str, type(None))
 
 
 class ContractError(AssertionError):
@@ -204,13 +203,15 @@ def read_contracts(starter: Path) -> dict[str, Contract]:
 
 
 def limit_unavailable() -> str | None:
-    """Why this process cannot time calls with ``SIGALRM``, or None when it can."""
+    """Why this process cannot time calls with ``SIGALRM``, or None when it can.
+
+    A call that finds ``SIGALRM`` taken by someone else (pytest-timeout's ``signal`` method) runs
+    without this limit too, leaving that timer alone; the project sets ``timeout_method = thread``.
+    """
     if not hasattr(signal, "setitimer"):
         return "this platform has no SIGALRM timer"
     if threading.current_thread() is not threading.main_thread():
         return "checks run outside the main thread"
-    if signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, signal.SIG_IGN, None) or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
-        return "SIGALRM is already in use (pytest-timeout's signal method? set timeout_method = thread)"
     return None
 
 
@@ -247,9 +248,12 @@ class CallGuard:
         """Call ``target`` for a check: refuse a function that timed out before, limit the time, check the result."""
         if where in self._timed_out:
             raise CallTimedOut(self._timed_out[where] + f"\n  (it ran out of time earlier in this run, so `{contract.name}` is not called again)")
+        owns_timer = not _running  # a call made from inside another limited call is covered by that one's timer
         try:
             value = self._limited(target, args, kwargs)
         except _OutOfTime as stopped:
+            if not owns_timer:
+                raise
             raise self._timed_out_error(where, contract.name, args, kwargs, self.limit, self._frame_of(stopped)) from None
         except Exception as error:
             if _is_remote_timeout(error):
@@ -265,7 +269,7 @@ class CallGuard:
 
     def _limited(self, target: Any, args: tuple, kwargs: dict) -> Any:
         global _running
-        if self.limit <= 0 or self.unavailable or _running or _is_remote(target):
+        if self.limit <= 0 or self.unavailable or _running or _is_remote(target) or signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, signal.SIG_IGN):
             return target(*args, **kwargs)
         previous = signal.signal(signal.SIGALRM, _on_alarm)
         _running = True

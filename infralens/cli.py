@@ -22,7 +22,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from infralens.hints import HintLedger, HintsError, load_hints
+from infralens.hints import HintLedger, load_hints
 from infralens.labs import discover_labs, find_repo_root, resolve_lab
 from infralens.models import ModelConfig, preset, preset_names
 from infralens.progress import LabProgress, render_table

@@ -333,25 +333,32 @@ class InfraLensSession:
         error = call.excinfo.value if call.excinfo is not None else None
         if CHECK_KEY not in item.stash or not self._compact() or not isinstance(error, (Exception, pytest.fail.Exception)):
             return None
-        verdict = self._verdict(item, call)
+        verdict = item.stash[VERDICT_KEY] = self._verdict(item, call)
         sections = [(f"Captured {key} {when}", content) for when, key, content in item._report_sections]
         keywords = {name: 1 for name in item.keywords}
         report = pytest.TestReport(
             item.nodeid, item.location, keywords, "failed", verdict.message, call.when, sections, call.duration, call.start, call.stop, item.user_properties
         )
-        report.infralens_verdict = verdict
         return report
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
-        """Record every check's outcome; with ``--tb`` given, attach the verdict to pytest's report."""
+        """Record every check's outcome, and mark the report "not started" or "blocked" where that is why it failed.
+
+        The mark is a plain string (``report.infralens_status``): reports travel between processes
+        under pytest-xdist, and only data survives that.
+        """
         report = yield
         info = item.stash.get(CHECK_KEY, None)
         if info is None:
             return report
-        verdict = getattr(report, "infralens_verdict", None)
-        if verdict is None and report.failed and call.excinfo is not None:
-            verdict = report.infralens_verdict = self._verdict(item, call)
+        verdict = item.stash.get(VERDICT_KEY, None)  # made by the compact report above, for this phase
+        if verdict is not None:
+            del item.stash[VERDICT_KEY]
+        elif report.failed and call.excinfo is not None:
+            verdict = self._verdict(item, call)
+        if verdict is not None and report.failed:
+            report.infralens_status = "not started" if verdict.outcome == NOT_STARTED else "blocked" if isinstance(verdict, Blocked) else ""
         if report.when == "call" or (report.when == "setup" and not report.passed):
             self.records[item.nodeid] = CheckRecord(
                 nodeid=item.nodeid,
@@ -378,10 +385,10 @@ class InfraLensSession:
         return Blocked(feedback.FAILED, f"{verdict.broken} does not import (explained at the first failing check of {lab.short})", broken=verdict.broken)
 
     def pytest_report_teststatus(self, report: pytest.TestReport):
-        verdict = getattr(report, "infralens_verdict", None)
-        if verdict is not None and verdict.outcome == NOT_STARTED:
+        status = getattr(report, "infralens_status", "")
+        if status == "not started":
             return "not started", "N", ("NOT STARTED", {"yellow": True})
-        if isinstance(verdict, Blocked) and report.failed:
+        if status == "blocked":
             # Counted as failed (the exit code says so) but not listed again under FAILURES.
             return "blocked", "B", ("BLOCKED", {"red": True})
         return None
@@ -463,6 +470,7 @@ class CheckInfo:
 
 
 CHECK_KEY = pytest.StashKey[CheckInfo]()
+VERDICT_KEY = pytest.StashKey[feedback.Feedback]()
 
 
 @dataclass(frozen=True)
@@ -487,8 +495,7 @@ def _outcome(report: pytest.TestReport) -> str:
         return PASSED
     if report.skipped:
         return SKIPPED
-    verdict = getattr(report, "infralens_verdict", None)
-    if verdict is not None and verdict.outcome == NOT_STARTED:
+    if getattr(report, "infralens_status", "") == "not started":
         return NOT_STARTED
     return FAILED if report.when == "call" else ERROR
 

@@ -310,3 +310,13 @@ def test_feedback_is_capped_in_the_terminal_and_the_report(kata_repo, pytester, 
     assert "at exercises/lab99_demo/demo.py:3" in out, "the learner's line survives the cut"
     for check in json.loads(report.read_text())["checks"]:
         assert len(check["message"]) <= 1600 and check["message"].count("\n") <= 20, check["message"][:200]
+
+
+def test_reports_cross_xdist_workers(kata_repo, pytester):
+    pytest.importorskip("xdist")
+    write(kata_repo / "exercises/lab99_demo/demo.py", "def add(a, b):\n    return a +\n")
+    result = _run(pytester, "-n", "2")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 1 and "INTERNALERROR" not in out, out
+    # Each worker explains the broken file once; the others' checks are blocked by it.
+    assert out.count("has a syntax error") <= 2 and "blocked" in out, out
