@@ -20,6 +20,7 @@ nest: a learner function calling another is covered by the outer call's limit.
 
 from __future__ import annotations
 
+import _signal
 import ast
 import signal
 import sys
@@ -269,9 +270,8 @@ class CallGuard:
 
     def _limited(self, target: Any, args: tuple, kwargs: dict) -> Any:
         global _running
-        if self.limit <= 0 or self.unavailable or _running or _is_remote(target) or signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, signal.SIG_IGN):
+        if self.limit <= 0 or self.unavailable or _running or _is_remote(target) or not _alarm_is_ours():
             return target(*args, **kwargs)
-        previous = signal.signal(signal.SIGALRM, _on_alarm)
         _running = True
         signal.setitimer(signal.ITIMER_REAL, self.limit, REPEAT_SECONDS)
         try:
@@ -279,7 +279,6 @@ class CallGuard:
         finally:
             _running = False
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
 
     def _frame_of(self, stopped: BaseException) -> tuple[str, str, str] | None:
         """``(function, "file:line", source)`` of the innermost learner frame the timer interrupted."""
@@ -314,6 +313,22 @@ _running = False  # a limited call is in progress in this process
 def _on_alarm(signum: int, frame: Any) -> None:
     if _running:
         raise _OutOfTime
+
+
+def _alarm_is_ours() -> bool:
+    """Install :func:`_on_alarm` for SIGALRM unless something else handles that signal; True when it is ours.
+
+    Installed once and left in place (it does nothing outside a limited call): checks make hundreds
+    of thousands of calls, and swapping the handler around each one cost more than the calls.
+    ``_signal.getsignal`` reads the handler without ``signal``'s enum conversion, for the same reason.
+    """
+    current = _signal.getsignal(signal.SIGALRM)
+    if current is _on_alarm:
+        return True
+    if current not in (signal.SIG_DFL, signal.SIG_IGN, None):
+        return False
+    signal.signal(signal.SIGALRM, _on_alarm)
+    return True
 
 
 def _is_remote(value: Any) -> bool:
