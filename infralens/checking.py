@@ -101,15 +101,16 @@ def expect_value_error(call: Callable[..., Any], *args: Any, what: str, must_men
     pytest.fail(f"{what} should raise ValueError, but returned {summarize(result)}", pytrace=False)
 
 
-def expect_correct(call: Callable[..., Any], *args: Any, expected: Any, what: str, **kwargs: Any) -> Any:
-    """The gate of every "rejects bad input" check: ``call(*args, **kwargs)`` must return ``expected``.
+def accepted(call: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
+    """The gate of every "rejects bad input" check: a valid worked example must not raise ``ValueError``.
 
-    Rejecting bad input only earns points once the same exercise gets a valid input right, so a
-    starter that raises ``ValueError`` for everything earns nothing. Compared with :func:`assert_exact`
-    (type first, then value); ``NotImplementedError`` passes through as work not started.
+    Returns the result for the caller to compare with the worked example's answer (see
+    :func:`expect_correct`). Rejecting bad input only earns points once the same exercise accepts
+    valid input, so a starter that raises ``ValueError`` for everything earns nothing.
+    ``NotImplementedError`` passes through as work not started.
     """
     try:
-        actual = call(*args, **kwargs)
+        return call(*args, **kwargs)
     except NotImplementedError:
         raise
     except ValueError as error:
@@ -118,8 +119,53 @@ def expect_correct(call: Callable[..., Any], *args: Any, expected: Any, what: st
             "once valid input is accepted and computed correctly",
             pytrace=False,
         )
+
+
+def expect_correct(call: Callable[..., Any], *args: Any, expected: Any, what: str, **kwargs: Any) -> Any:
+    """:func:`accepted`, then :func:`assert_exact` against ``expected`` (type first, then value)."""
+    actual = accepted(call, *args, what=what, **kwargs)
     assert_exact(actual, expected, what)
     return actual
+
+
+def cause_of(actual: Any, *mistakes: tuple[list, str]) -> str:
+    """The usual mistake whose wrong answer ``actual`` is, or "" when it matches none of them.
+
+    Each of ``mistakes`` is ``(wrong answer as a nested list, the mistake that produces it)``, so a
+    message names a cause only when the value shows it. Only small tensors are compared.
+    """
+    if not isinstance(actual, torch.Tensor) or actual.numel() > 64:
+        return ""
+    values = actual.tolist()
+    return next((cause for wrong, cause in mistakes if values == wrong), "")
+
+
+def assert_layout(actual: Any, shape: tuple[int, ...], dtype: torch.dtype, what: str, why: str) -> None:
+    """Fail with a bounded message unless ``actual`` is a tensor of ``shape`` and ``dtype`` (values not compared)."""
+    if not isinstance(actual, torch.Tensor) or tuple(actual.shape) != tuple(shape) or actual.dtype != dtype:
+        assert_tensor_equal(actual, torch.empty(shape, dtype=dtype), what, why)
+
+
+def same_outcome(actual: tuple[str, Any], expected: tuple[str, Any], what: str, compare: Callable[[Any, Any], None] | None = None) -> bool:
+    """A hidden check's verdict on one input: the learner's :func:`outcome` must be the reference's.
+
+    Both raise ``ValueError``, or both return; returned values are compared with ``compare(actual,
+    expected)`` (default: :func:`assert_exact`). Returns True when both returned a value, so a check
+    can count the valid cases it compared and insist on some (a function that rejects everything
+    must not pass a hidden check).
+    """
+    (kind, value), (expected_kind, expected_value) = actual, expected
+    if kind != expected_kind:
+        if expected_kind == "ValueError":
+            pytest.fail(f"{what} returned {summarize(value)}, but the input is invalid: it should raise ValueError", pytrace=False)
+        pytest.fail(f"{what} raised ValueError, but the input is valid: expected {summarize(expected_value)}", pytrace=False)
+    if kind != "value":
+        return False
+    if compare is None:
+        assert_exact(value, expected_value, what)
+    else:
+        compare(value, expected_value)
+    return True
 
 
 def summarize(value: Any, limit: int = MESSAGE_VALUE_CHARS) -> str:

@@ -16,7 +16,7 @@ import math
 import pytest
 import torch
 
-from infralens.checking import assert_exact, assert_tensor_equal, bounded, outcome, summarize
+from infralens.checking import assert_exact, assert_tensor_equal, bounded, outcome, same_outcome, summarize
 
 from infralens.models import preset
 from lab02_inputs import describe, fixed_kv_models, random_kv_model
@@ -30,21 +30,9 @@ FIXED = fixed_kv_models()
 LLAMA = preset("llama-3-8b")
 
 
-def _same_kind(actual, expected, what: str) -> None:
-    """Fail unless both outcomes raised ValueError or both returned."""
-    if actual[0] != expected[0]:
-        got = "raised ValueError" if actual[0] == "ValueError" else f"returned {summarize(actual[1])}"
-        want = "raise ValueError" if expected[0] == "ValueError" else f"return {summarize(expected[1])}"
-        pytest.fail(f"{what} {got}; expected it to {want}", pytrace=False)
-
-
 def _agree(call, reference, what: str) -> None:
     """The learner's ``call()`` must have the outcome of ``reference()``: both ValueError, or the same type and value."""
-    what = bounded(what, 300)
-    expected, actual = outcome(reference), outcome(call)
-    _same_kind(actual, expected, what)
-    if expected[0] == "value":
-        assert_exact(actual[1], expected[1], what)
+    same_outcome(outcome(call), outcome(reference), bounded(what, 300))
 
 
 def _maybe_bad(rng, good, bad):
@@ -158,8 +146,7 @@ def _same_cache_call(mine, theirs, method: str, layer, k, v, where: str) -> None
     expected = outcome(lambda: getattr(theirs, method)(layer, k, v))
     actual = outcome(lambda: getattr(mine, method)(layer, k, v))
     where = bounded(f"{where}: {method}(layer={layer!r}, k {tuple(k.shape)}, v {tuple(v.shape)})", 300)
-    _same_kind(actual, expected, where)
-    if expected[0] == "value":
+    if same_outcome(actual, expected, where, compare=lambda got, want: None):
         if not isinstance(actual[1], tuple) or len(actual[1]) != 2:
             pytest.fail(f"{where} returned {summarize(actual[1])}, expected a tuple (k, v) of the layer's cached tokens", pytrace=False)
         for name, got, want in zip("kv", actual[1], expected[1]):

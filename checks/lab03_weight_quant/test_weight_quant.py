@@ -15,7 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from infralens.checking import assert_exact, assert_tensor_close, assert_tensor_equal, expect_correct, expect_value_error, summarize
+from infralens.checking import (
+    assert_exact, assert_layout, assert_tensor_close, assert_tensor_equal, cause_of, expect_correct, expect_value_error, summarize,
+)
 from lab03_inputs import (
     F16_ZERO_POINT_W,
     RECIPROCAL_SCALE,
@@ -34,23 +36,6 @@ from lab03_inputs import (
 check = pytest.mark.check
 T = torch.tensor
 F16 = torch.float16
-
-
-def _cause(actual, *mistakes: tuple[list, str]) -> str:
-    """The usual mistake whose wrong answer ``actual`` is, or "" when it matches none of them.
-
-    Each of ``mistakes`` is ``(wrong answer as a nested list, the mistake that produces it)``, so
-    a message names a cause only when the value shows it."""
-    if not isinstance(actual, torch.Tensor) or actual.numel() > 64:
-        return ""
-    values = actual.tolist()
-    return next((cause for wrong, cause in mistakes if values == wrong), "")
-
-
-def _expect_layout(actual, shape: tuple[int, ...], dtype: torch.dtype, what: str, why: str) -> None:
-    """Fail with a bounded message unless ``actual`` is a tensor of ``shape`` and ``dtype`` (values not compared)."""
-    if not isinstance(actual, torch.Tensor) or tuple(actual.shape) != tuple(shape) or actual.dtype != dtype:
-        assert_tensor_equal(actual, torch.empty(shape, dtype=dtype), what, why)
 
 
 def _wrong_axis(scale, in_features: int) -> str:
@@ -112,7 +97,7 @@ def test_choose_qparams_worked_example_per_channel(lab):
     what = f"choose_qparams({WORKED_W}, bits=4)"
     scale, zero_point = _pair(lab.weight_quant.choose_qparams(T(WORKED_W), 4), what)
     _no_zero_point(zero_point, what)
-    why = _cause(
+    why = cause_of(
         scale,
         ([[0.125], [0.4375]], "that is amax / 8: divide by quant_max = 7 (the restricted range), not 2^(b-1)"),
         ([[0.142822265625], [0.5]], "1/7 was rounded to the NEAREST float16, which is below 1/7: round up with round_up_to"),
@@ -126,7 +111,7 @@ def test_choose_qparams_worked_example_per_channel(lab):
 def test_scale_is_rounded_up_to_float16(lab):
     what = "choose_qparams([[1.0, -0.5]], bits=8)"
     scale, _ = _pair(lab.weight_quant.choose_qparams(T([[1.0, -0.5]]), 8), what)
-    why = _cause(
+    why = cause_of(
         scale,
         ([[0.00787353515625]], "0.00787353515625 is the NEAREST float16 to 1/127, which is smaller, so 1.0 / scale > 127 would clip: use round_up_to(scale, scale_dtype)"),
         ([[0.0078125]], "0.0078125 is 1/128: divide by quant_max = 127, not 128"),
@@ -151,11 +136,11 @@ def test_scale_shapes_per_granularity(lab, rng, seed, symmetric):
         for name, (gs, shape, meaning) in expected.items():
             what = f"choose_qparams(w of shape ({out_features}, {in_features}), bits=4, group_size={name}, symmetric={symmetric})"
             scale, zero_point = _pair(wq.choose_qparams(w, 4, gs, symmetric), what)
-            _expect_layout(scale, shape, F16, f"{what}'s scale", (gs is None and _wrong_axis(scale, in_features)) or meaning)
+            assert_layout(scale, shape, F16, f"{what}'s scale", (gs is None and _wrong_axis(scale, in_features)) or meaning)
             if symmetric:
                 _no_zero_point(zero_point, what)
             else:
-                _expect_layout(zero_point, shape, F16, f"{what}'s zero_point", "one zero point per scale, stored in scale_dtype like the scale")
+                assert_layout(zero_point, shape, F16, f"{what}'s zero_point", "one zero point per scale, stored in scale_dtype like the scale")
 
 
 def _within_rounding_up(scale: torch.Tensor, ideal: torch.Tensor, what: str, hint: str) -> None:
@@ -181,7 +166,7 @@ def test_per_channel_scale_follows_each_output_row(lab, seed, bits):
     w = random_weight(torch_generator(seed), 24, 40, std=1.0)  # rows differ in magnitude; not square, so the axis shows
     what = f"{bits}-bit per-channel choose_qparams of a (24, 40) weight"
     scale, _ = _pair(wq.choose_qparams(w, bits), what)
-    _expect_layout(scale, (24, 1), F16, f"{what}: scale", _wrong_axis(scale, 40) or "one scale per output row of the [out, in] weight")
+    assert_layout(scale, (24, 1), F16, f"{what}: scale", _wrong_axis(scale, 40) or "one scale per output row of the [out, in] weight")
     ideal = w.abs().amax(dim=1, keepdim=True) / quant_max  # (24, 1), float32
     _within_rounding_up(scale, ideal, f"{what}: scale", f"amax / {quant_max} of each output row (reduce |w| over in, dim 1)")
 
@@ -214,7 +199,7 @@ def test_group_scales_follow_each_group(lab, seed, symmetric):
     w = random_weight(torch_generator(seed), 12, 96, std=1.0)
     what = f"{'symmetric' if symmetric else 'asymmetric'} 4-bit choose_qparams of a (12, 96) weight, group_size=32"
     scale, zero_point = _pair(wq.choose_qparams(w, 4, 32, symmetric), what)
-    _expect_layout(scale, (12, 3), F16, f"{what}: scale", "one scale per group of 32 inputs in each row: (out, in // 32)")
+    assert_layout(scale, (12, 3), F16, f"{what}: scale", "one scale per group of 32 inputs in each row: (out, in // 32)")
     groups = w.reshape(12, 3, 32)  # group j of row r = w[r, 32j:32j+32]
     if symmetric:
         ideal, hint = groups.abs().amax(-1) / 7, "amax / 7 of each group of 32 consecutive inputs of a row"
@@ -232,7 +217,7 @@ def test_asymmetric_worked_example(lab):
                         "(max(max w, 0) - min(min w, 0)) / 15: the range always includes 0 (row 1 is all >= 0, row 2 all <= 0)")
     if zero_point is None:
         pytest.fail(f"{what} returned zero_point=None; an asymmetric scheme has one zero point per scale", pytrace=False)
-    why = _cause(zero_point, ([[-3.0], [0.0], [-15.0]], "the sign is flipped: zero_point = quant_min - round(min_neg / scale)"))
+    why = cause_of(zero_point, ([[-3.0], [0.0], [-15.0]], "the sign is flipped: zero_point = quant_min - round(min_neg / scale)"))
     assert_tensor_equal(zero_point, T([[3.0], [0.0], [15.0]], dtype=F16), f"{what}'s zero_point",
                         why or "zero_point = quant_min - round(min_neg / scale) = 0 - round(-1.5 / 0.5) = 3 for row 0, the code that "
                         "dequantizes to exactly 0.0, stored in scale_dtype (float16) like the scale")
@@ -243,7 +228,7 @@ def test_zero_point_comes_from_the_stored_scale(lab):
     what = f"choose_qparams({[F16_ZERO_POINT_W]}, bits=8, symmetric=False)"
     scale, zero_point = _pair(lab.weight_quant.choose_qparams(T([F16_ZERO_POINT_W]), 8, None, symmetric=False), what)
     assert_tensor_equal(scale, T([[0.006866455078125]], dtype=F16), f"{what}'s scale", "1.75 / 255 = 0.0068627 rounded up to float16")
-    why = _cause(zero_point, ([[219.0]], "219 is -round(-1.5 / (1.75 / 255)), from the float32 scale before it was stored. "
+    why = cause_of(zero_point, ([[219.0]], "219 is -round(-1.5 / (1.75 / 255)), from the float32 scale before it was stored. "
                                           "Compute the zero point from the stored float16 scale: -round(-1.5 / 0.006866455078125) = -round(-218.45) = 218"))
     assert_tensor_equal(zero_point, T([[218.0]], dtype=F16), f"{what}'s zero_point",
                         why or "zero_point = -round(min_neg / stored scale) = -round(-1.5 / 0.006866455078125) = 218")
@@ -342,7 +327,7 @@ def test_huge_weights_fit_float32_scales(lab):
 def test_quantize_rounds_half_to_even(lab):
     w = T([[1.25, -1.25, 0.75, 63.5, 0.25, -0.75, 2.25, -63.5]])  # with scale 0.5: 2.5, -2.5, 1.5, 127, 0.5, -1.5, 4.5, -127
     codes = lab.weight_quant.quantize(w, T([[0.5]], dtype=F16), None, 8)
-    why = _cause(codes, ([[3, -3, 2, 127, 1, -2, 5, -127]], "those are ties rounded AWAY from zero (floor(x + 0.5) or C's roundf); torch.round sends ties to the even neighbour"))
+    why = cause_of(codes, ([[3, -3, 2, 127, 1, -2, 5, -127]], "those are ties rounded AWAY from zero (floor(x + 0.5) or C's roundf); torch.round sends ties to the even neighbour"))
     assert_tensor_equal(codes, T([[2, -2, 2, 127, 0, -2, 4, -127]], dtype=torch.int8),
                         "int8 codes of w / 0.5 = [2.5, -2.5, 1.5, 127, 0.5, -1.5, 4.5, -127]",
                         why or "torch.round rounds ties to the even neighbour (2.5 -> 2, 1.5 -> 2, 0.5 -> 0); symmetric codes are torch.int8")
@@ -351,7 +336,7 @@ def test_quantize_rounds_half_to_even(lab):
 @check("quantize", points=2)
 def test_quantize_divides_by_the_scale(lab):
     codes = lab.weight_quant.quantize(T([RECIPROCAL_W]), T([[RECIPROCAL_SCALE]], dtype=F16), None, 8)
-    why = _cause(
+    why = cause_of(
         codes,
         ([[10, 15, -15, 127]], "those are the codes of w * (1 / scale): 1 / scale is rounded to float32 first, and the product lands on or past "
                               "the tie (9.5 instead of 9.499999, 14.5000005 instead of 14.5). Divide: w / scale"),
@@ -368,7 +353,7 @@ def test_quantize_clamps_to_the_code_range(lab):
     codes = wq.quantize(T([[10.0, -10.0, 3.0]]), T([[0.5]]), None, 4)
     assert_tensor_equal(codes, T([[7, -7, 6]], dtype=torch.int8), "4-bit symmetric codes of [10, -10, 3] / 0.5", "clamp to quant_range(4) = (-7, 7)")
     codes = wq.quantize(T([[10.0, -10.0, 3.0]]), T([[0.5]]), T([[3.0]]), 4)
-    why = _cause(codes, ([[18, 3, 9]], "the codes were clamped before the zero point was added: add it first, then clamp to (0, 15)"))
+    why = cause_of(codes, ([[18, 3, 9]], "the codes were clamped before the zero point was added: add it first, then clamp to (0, 15)"))
     assert_tensor_equal(codes, T([[15, 0, 9]], dtype=torch.uint8), "4-bit asymmetric codes of [10, -10, 3] / 0.5 + 3",
                         why or "add the zero point, then clamp to (0, 15); asymmetric codes are torch.uint8 (0..255 does not fit int8)")
 
@@ -377,7 +362,7 @@ def test_quantize_clamps_to_the_code_range(lab):
 def test_quantize_asymmetric_worked_example(lab):
     scale, zero_point = T([[0.5], [0.5], [0.5]], dtype=F16), T([[3.0], [0.0], [15.0]], dtype=F16)
     codes = lab.weight_quant.quantize(T(ASYM_W), scale, zero_point, 4)
-    why = _cause(codes, ([[0, 0, 12, 6], [2, 4, 15, 1], [0, 0, 0, 0]], "the zero point was not added: round(w / scale) + zero_point"))
+    why = cause_of(codes, ([[0, 0, 12, 6], [2, 4, 15, 1], [0, 0, 0, 0]], "the zero point was not added: round(w / scale) + zero_point"))
     assert_tensor_equal(codes, T(ASYM_CODES, dtype=torch.uint8), f"asymmetric 4-bit codes of {ASYM_W} (scale 0.5, zero points 3, 0, 15)",
                         why or "round(w / scale) + zero_point, clamped to (0, 15); 0.0 lands exactly on the zero point")
 
@@ -416,7 +401,7 @@ def test_quantize_rejects_bad_input(lab, case, scale, zero_point, bits, mention)
 def test_dequantize_worked_examples(lab):
     wq = lab.weight_quant
     got = wq.dequantize(T([[0, 3, 15, 9]], dtype=torch.uint8), T([[0.5]], dtype=F16), T([[3.0]], dtype=F16))
-    why = _cause(got, ([[0.0, 1.5, 7.5, 4.5]], "the zero point was not subtracted: (qdata - zero_point) × scale"),
+    why = cause_of(got, ([[0.0, 1.5, 7.5, 4.5]], "the zero point was not subtracted: (qdata - zero_point) × scale"),
                        ([[-3.0, -1.5, 4.5, 1.5]], "the zero point was subtracted after scaling: (qdata - zero_point) × scale, not qdata × scale - zero_point"))
     assert_tensor_equal(got, T([[-1.5, 0.0, 6.0, 3.0]]), "dequantize(codes [[0, 3, 15, 9]], scale 0.5, zero_point 3)",
                         why or "(qdata - zero_point) × scale in float32: the code equal to the zero point is exactly 0.0")
@@ -439,7 +424,7 @@ def test_dequantize_per_group(lab):
 def test_pack_int4_worked_bytes(lab):
     wq = lab.weight_quant
     packed = wq.pack_int4(T([[-7, 3, 0, 7]], dtype=torch.int8))
-    why = _cause(packed, ([[147, 7]], "the nibbles are swapped: element 2j goes in the LOW nibble, 2j + 1 in the HIGH nibble"),
+    why = cause_of(packed, ([[147, 7]], "the nibbles are swapped: element 2j goes in the LOW nibble, 2j + 1 in the HIGH nibble"),
                           ([[49, 120]], "the codes were offset by +8; int8 codes are stored as 4-bit two's complement (-7 -> 0b1001 = 9)"))
     assert_tensor_equal(packed, T([[57, 112]], dtype=torch.uint8), "pack_int4([[-7, 3, 0, 7]] as int8)",
                         why or "[0x39, 0x70]: element 2j in the LOW nibble, 2j+1 in the HIGH nibble, -7 as 4-bit two's complement 0b1001 = 9")
@@ -458,7 +443,7 @@ def test_pack_int4_keeps_leading_dimensions(lab):
 def test_unpack_int4_worked(lab):
     wq = lab.weight_quant
     got = wq.unpack_int4(T([[57, 112]], dtype=torch.uint8))
-    why = _cause(got, ([[3, -7, 7, 0]], "high nibble first: element 2j comes from the LOW nibble"),
+    why = cause_of(got, ([[3, -7, 7, 0]], "high nibble first: element 2j comes from the LOW nibble"),
                        ([[9, 3, 0, 7]], "nibbles 8..15 are negative codes when signed: subtract 16 (9 -> -7)"))
     assert_tensor_equal(got, T([[-7, 3, 0, 7]], dtype=torch.int8), "unpack_int4([[57, 112]])", why or "low nibble first, sign-extend 8..15; torch.int8")
     got = wq.unpack_int4(T([[57, 112]], dtype=torch.uint8), signed=False)
@@ -569,13 +554,13 @@ def _layout(qw, what: str, shape: tuple[int, int], bits: int, group_size, symmet
     assert_exact(qw.bits, bits, f"{what}.bits")
     assert_exact(qw.group_size, group_size, f"{what}.group_size", "as given: None, PER_TENSOR (-1) or g")
     scale_shape = {None: (out_features, 1), -1: (1, 1)}.get(group_size, (out_features, in_features // (group_size or 1)))
-    _expect_layout(qw.qdata, shape, torch.int8 if symmetric else torch.uint8, f"{what}.qdata",
+    assert_layout(qw.qdata, shape, torch.int8 if symmetric else torch.uint8, f"{what}.qdata",
                    "one code per weight: torch.int8 when symmetric, torch.uint8 when asymmetric")
-    _expect_layout(qw.scale, scale_shape, scale_dtype, f"{what}.scale", "one per tensor (1, 1), per row (out, 1) or per group (out, in // g), in scale_dtype")
+    assert_layout(qw.scale, scale_shape, scale_dtype, f"{what}.scale", "one per tensor (1, 1), per row (out, 1) or per group (out, in // g), in scale_dtype")
     if symmetric:
         _no_zero_point(qw.zero_point, what)
     else:
-        _expect_layout(qw.zero_point, scale_shape, scale_dtype, f"{what}.zero_point", "same shape and dtype as the scale")
+        assert_layout(qw.zero_point, scale_shape, scale_dtype, f"{what}.zero_point", "same shape and dtype as the scale")
 
 
 @check("quantize_weight", points=2)
@@ -586,7 +571,7 @@ def test_quantize_weight_worked_example(lab):
     assert_exact(qw.group_size, None, f"{what}.group_size")
     _no_zero_point(qw.zero_point, what)
     assert_tensor_equal(qw.scale, T(WORKED_SCALE, dtype=F16), f"{what}.scale", "amax / 7 per output row, rounded up to float16")
-    why = _cause(qw.qdata, ([[3, -7, 2, 0], [3, 7, -3, 0]], "row 1 divides by 0.5: 2.5 and -2.5 are ties and go to the even neighbours 2 and -2, not away from zero"))
+    why = cause_of(qw.qdata, ([[3, -7, 2, 0], [3, 7, -3, 0]], "row 1 divides by 0.5: 2.5 and -2.5 are ties and go to the even neighbours 2 and -2, not away from zero"))
     assert_tensor_equal(qw.qdata, T(WORKED_CODES, dtype=torch.int8), f"{what}.qdata",
                         why or "row 0 divides by the stored scale 0.1429443359375, row 1 by 0.5; ties (±2.5) go to the even neighbour")
 
@@ -810,7 +795,7 @@ def test_quantized_linear_stores_codes_and_scales_as_buffers(lab, seed, bits, gr
     assert set(state) == expected_keys, f"state_dict() keys are {sorted(state)[:8]}, expected {sorted(expected_keys)}: register the codes, the scale and (asymmetric only) the zero point as buffers"
     assert not list(layer.parameters()), "QuantizedLinear has trainable parameters; codes and scales are buffers (register_buffer), not nn.Parameter"
     if bits == 4:
-        _expect_layout(state["qdata"], (24, 32), torch.uint8, "the stored int4 codes (state_dict()['qdata'])", "pack_int4(qw.qdata): two codes per byte")
+        assert_layout(state["qdata"], (24, 32), torch.uint8, "the stored int4 codes (state_dict()['qdata'])", "pack_int4(qw.qdata): two codes per byte")
     else:
         assert_tensor_equal(state["qdata"], qw.qdata, "state_dict()['qdata']", f"{bits}-bit codes are stored as they are, one per byte")
     assert_tensor_equal(state["scale"], qw.scale, "state_dict()['scale']", "qw.scale as stored")
@@ -836,5 +821,5 @@ def test_quantized_linear_forward_is_dequantize_then_linear(lab, seed, bits, gro
     assert_tensor_close(layer(x), expected, "QuantizedLinear forward of x (2, 5, 64)", atol=64 * 2.0**-24 * F.linear(x.abs(), w_hat.abs()),
                         why="float32 rounding of a length-64 dot product, 64 × 2^-24 × sum |x|·|w|: unpack, dequantize with the stored scales "
                         "(and zero points), then F.linear")
-    _expect_layout(layer(x.to(torch.bfloat16)), (2, 5, 24), torch.bfloat16, "QuantizedLinear forward of a bfloat16 x (2, 5, 64)",
+    assert_layout(layer(x.to(torch.bfloat16)), (2, 5, 24), torch.bfloat16, "QuantizedLinear forward of a bfloat16 x (2, 5, 64)",
                    "compute in x.dtype: cast the dequantized weight to it")

@@ -13,7 +13,6 @@ from lab04_bytes import (
     EDGE_BLOCKS,
     Q4_0_FIELDS,
     Q8_0_FIELDS,
-    accepted,
     as_array,
     as_uint8,
     assert_blocks_equal,
@@ -22,7 +21,7 @@ from lab04_bytes import (
     random_weights,
 )
 
-from infralens.checking import assert_exact, expect_correct, expect_value_error, summarize
+from infralens.checking import accepted, assert_exact, expect_correct, expect_value_error, summarize
 
 check = pytest.mark.check
 

@@ -102,7 +102,7 @@ def _bytes_compare(block_bytes: int, fields: str) -> Callable[[Any, Any, str], N
 @check("quantize_q8_0", points=4)
 def test_q8_0_matches_reference_on_random_weights(lab, oracle, seed):
     fixed = fixed_blocks().reshape(-1, 4, 32)  # (n, 4, 32): 4 blocks per row
-    assert_blocks_equal(lab.block_formats.quantize_q8_0(fixed.reshape(-1, 128)), oracle.block_formats.quantize_q8_0(fixed.reshape(-1, 128)), 34, f"quantize_q8_0 of fixed edge and tie blocks, 4 per row", fixed, Q8_0_FIELDS)
+    assert_blocks_equal(lab.block_formats.quantize_q8_0(fixed.reshape(-1, 128)), oracle.block_formats.quantize_q8_0(fixed.reshape(-1, 128)), 34, "quantize_q8_0 of fixed edge and tie blocks, 4 per row", fixed, Q8_0_FIELDS)
     for np_rng in fixed_then_seeded(seed):
         for _ in range(6):
             shape = random_shape(np_rng)
@@ -126,7 +126,7 @@ def test_q8_0_accepts_and_rejects_what_the_reference_does(lab, oracle):
 @check("quantize_q4_0", points=4)
 def test_q4_0_matches_reference_on_random_weights(lab, oracle, seed):
     fixed = fixed_blocks().reshape(-1, 4, 32)  # (n, 4, 32): 4 blocks per row
-    assert_blocks_equal(lab.block_formats.quantize_q4_0(fixed.reshape(-1, 128)), oracle.block_formats.quantize_q4_0(fixed.reshape(-1, 128)), 18, f"quantize_q4_0 of fixed edge and tie blocks, 4 per row", fixed, Q4_0_FIELDS)
+    assert_blocks_equal(lab.block_formats.quantize_q4_0(fixed.reshape(-1, 128)), oracle.block_formats.quantize_q4_0(fixed.reshape(-1, 128)), 18, "quantize_q4_0 of fixed edge and tie blocks, 4 per row", fixed, Q4_0_FIELDS)
     for np_rng in fixed_then_seeded(seed):
         for _ in range(6):
             shape = random_shape(np_rng)

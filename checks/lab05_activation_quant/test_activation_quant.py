@@ -13,7 +13,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from infralens.checking import assert_exact, assert_tensor_close, assert_tensor_equal, expect_correct, expect_value_error
+from infralens.checking import (
+    assert_exact, assert_layout, assert_tensor_close, assert_tensor_equal, cause_of, expect_correct, expect_value_error,
+)
 from lab05_inputs import (
     BF16,
     F16,
@@ -37,23 +39,6 @@ T = torch.tensor
 I8, I32 = torch.int8, torch.int32
 
 
-def _cause(actual, *mistakes: tuple[list, str]) -> str:
-    """The usual mistake whose wrong answer ``actual`` is, or "" when it matches none of them.
-
-    Each of ``mistakes`` is ``(wrong answer as a nested list, the mistake that produces it)``, so
-    a message names a cause only when the value shows it."""
-    if not isinstance(actual, torch.Tensor) or actual.numel() > 64:
-        return ""
-    values = actual.tolist()
-    return next((cause for wrong, cause in mistakes if values == wrong), "")
-
-
-def _expect_layout(actual, shape: tuple[int, ...], dtype: torch.dtype, what: str, why: str) -> None:
-    """Fail with a bounded message unless ``actual`` is a tensor of ``shape`` and ``dtype`` (values not compared)."""
-    if not isinstance(actual, torch.Tensor) or tuple(actual.shape) != tuple(shape) or actual.dtype != dtype:
-        assert_tensor_equal(actual, torch.empty(shape, dtype=dtype), what, why)
-
-
 # --- quantize_per_token ----------------------------------------------------------------------
 
 TOKENS = [[-63.5, 0.25, 0.75, 1.25], [0.0, 0.0, 0.0, 0.0], [3.0, -1.5, 0.0, 127.0]]
@@ -65,13 +50,13 @@ TOKEN_CODES = [[-127, 0, 2, 2], [0, 0, 0, 0], [3, -2, 0, 127]]
 def test_quantize_per_token_worked_example(lab):
     what = f"quantize_per_token({TOKENS})"
     codes, scale = lab.activation_quant.quantize_per_token(T(TOKENS))
-    why = _cause(scale, ([[0.0], [0.0], [0.0]], "amax must be max |x| of the row; the scale of a row with negative values cannot be 0"),
+    why = cause_of(scale, ([[0.0], [0.0], [0.0]], "amax must be max |x| of the row; the scale of a row with negative values cannot be 0"),
                  ([[0.001968503952957690], [SCALE_EPS], [1.0]], "row 0's amax is 63.5 (from -63.5): take max |x|, not max x"),
                  ([[0.49609375], [SCALE_EPS], [0.9921875]], "that is amax / 128: divide by quant_max = 127 (the restricted range)"),
                  ([[0.5], [0.0], [1.0]], "an all-zero row needs the SCALE_EPS floor, or its codes are 0 / 0 = NaN"))
     assert_tensor_equal(scale, T(TOKEN_SCALE), f"{what}'s scale",
                         why or "one float32 scale per row (token), amax(|x|) / 127, floored at SCALE_EPS, shape (tokens, 1)")
-    why = _cause(codes, ([[-127, 1, 2, 3], [0, 0, 0, 0], [3, -2, 0, 127]], "those are ties rounded AWAY from zero; torch.round sends 0.5 to 0, 2.5 to 2"),
+    why = cause_of(codes, ([[-127, 1, 2, 3], [0, 0, 0, 0], [3, -2, 0, 127]], "those are ties rounded AWAY from zero; torch.round sends 0.5 to 0, 2.5 to 2"),
                  ([[-127, 0, 2, 2], [0, 0, 0, 0], [3, -1, 0, 127]], "-1.5 is a tie: torch.round sends it to the even -2"))
     assert_tensor_equal(codes, T(TOKEN_CODES, dtype=I8), f"{what}'s codes",
                         why or "round(x / scale) with torch.round (half to even: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2), int8")
@@ -81,7 +66,7 @@ def test_quantize_per_token_worked_example(lab):
 def test_quantize_per_token_divides_by_the_scale(lab):
     codes, scale = lab.activation_quant.quantize_per_token(T([RECIPROCAL_ROW]))
     assert_tensor_equal(scale, T([[RECIPROCAL_SCALE]]), f"quantize_per_token({RECIPROCAL_ROW})'s scale", "float32 1 / 127")
-    why = _cause(codes, ([[127, 5, 7, 87]], "those are the codes of x * (1 / scale): 1 / scale is rounded to float32 first and the "
+    why = cause_of(codes, ([[127, 5, 7, 87]], "those are the codes of x * (1 / scale): 1 / scale is rounded to float32 first and the "
                                            "products land just below the ties 5.5, 7.5, 87.5. Divide: x / scale"))
     assert_tensor_equal(codes, T([RECIPROCAL_CODES], dtype=I8), f"quantize_per_token({RECIPROCAL_ROW})'s codes",
                         why or "x / scale in float32 is exactly [127, 5.5, 7.5, 87.5]; torch.round sends the ties to the even 6, 8, 88")
@@ -93,8 +78,8 @@ def test_one_scale_per_token(lab, seed, shape):
     x = outlier_activations(torch_generator(seed), 6, 48)[:, :shape[-1]].flatten()[: torch.Size(shape).numel()].reshape(shape)
     what = f"quantize_per_token(x of shape {shape})"
     codes, scale = lab.activation_quant.quantize_per_token(x)
-    _expect_layout(codes, shape, I8, f"{what}'s codes", "int8 codes of x's shape")
-    _expect_layout(scale, shape[:-1] + (1,), torch.float32, f"{what}'s scale",
+    assert_layout(codes, shape, I8, f"{what}'s codes", "int8 codes of x's shape")
+    assert_layout(scale, shape[:-1] + (1,), torch.float32, f"{what}'s scale",
                    "float32, one per token: x's shape with the last (hidden) dim reduced to 1 (keepdim), so codes * scale broadcasts")
     expected = (x.abs().amax(dim=-1, keepdim=True) / 127).clamp(min=SCALE_EPS)  # (..., 1), float32: the documented formula
     assert_tensor_equal(scale, expected, f"{what}'s scale",
@@ -107,8 +92,8 @@ def test_per_token_round_trip_is_within_half_a_step(lab, seed, bits):
     x = outlier_activations(torch_generator(seed), 24, 57)
     what = f"quantize_per_token(x (24, 57), bits={bits})"
     codes, scale = lab.activation_quant.quantize_per_token(x, bits)
-    _expect_layout(codes, (24, 57), I8, f"{what}'s codes", "int8 codes of x's shape")
-    _expect_layout(scale, (24, 1), torch.float32, f"{what}'s scale", "float32, one per token")
+    assert_layout(codes, (24, 57), I8, f"{what}'s codes", "int8 codes of x's shape")
+    assert_layout(scale, (24, 1), torch.float32, f"{what}'s scale", "float32, one per token")
     q_max = 2 ** (bits - 1) - 1
     assert_tensor_equal(codes.abs().amax(dim=1, keepdim=True), torch.full((24, 1), q_max, dtype=I8), f"{what}: max |code| of each token",
                         f"the largest |x| of every token maps to quant_max = {q_max} (scale = amax / (2^(bits-1) - 1))")
@@ -133,9 +118,9 @@ def test_per_token_beats_per_tensor_on_outlier_activations(lab, seed):
     aq = lab.activation_quant
     x = outlier_activations(torch_generator(seed), 64, 96)
     codes, scale = aq.quantize_per_token(x)
-    _expect_layout(scale, (64, 1), torch.float32, "quantize_per_token(x (64, 96))'s scale", "one per token")
+    assert_layout(scale, (64, 1), torch.float32, "quantize_per_token(x (64, 96))'s scale", "one per token")
     flat_codes, flat_scale = aq.quantize_per_token(x.reshape(1, -1))  # one row holding every value: a per-tensor scale
-    _expect_layout(flat_scale, (1, 1), torch.float32, "quantize_per_token(x.reshape(1, -1))'s scale", "one for the single row")
+    assert_layout(flat_scale, (1, 1), torch.float32, "quantize_per_token(x.reshape(1, -1))'s scale", "one for the single row")
     per_token = ((reconstruct(codes, scale) - x.double()) ** 2).mean().item()
     per_tensor = ((reconstruct(flat_codes, flat_scale).reshape(64, 96) - x.double()) ** 2).mean().item()
     assert per_token * 4 <= per_tensor, (
@@ -267,7 +252,7 @@ STATIC_CODES = [0, -2, 127, 127, -127]
 def test_quantize_static_worked_example(lab):
     what = f"quantize_static({STATIC_X}, scale=0.5)"
     codes, fraction = lab.activation_quant.quantize_static(T(STATIC_X), 0.5)
-    why = _cause(codes, ([0, -2, 127, -128, 112], "the values were cast to int8 without clamping: 128 wraps to -128 and -400 to 112. Clamp to ±127 first"),
+    why = cause_of(codes, ([0, -2, 127, -128, 112], "the values were cast to int8 without clamping: 128 wraps to -128 and -400 to 112. Clamp to ±127 first"),
                  ([0, -2, 127, 128, -400], "clamp to ±quant_max before casting to int8"))
     assert_tensor_equal(codes, T(STATIC_CODES, dtype=I8), f"{what}'s codes",
                         why or "ratio = x / 0.5 = [0.5, -2, 127.2, 128, -400]; round half to even, then clamp to ±127 (saturate)")
@@ -290,7 +275,7 @@ def test_quantize_static_ties_at_the_edge(lab):
 @check("quantize_static", points=1)
 def test_quantize_static_divides_by_the_scale(lab):
     codes, fraction = lab.activation_quant.quantize_static(T([RECIPROCAL_ROW]), RECIPROCAL_SCALE)
-    why = _cause(codes, ([[127, 5, 7, 87]], "those are the codes of x * (1 / scale): divide, x / scale"))
+    why = cause_of(codes, ([[127, 5, 7, 87]], "those are the codes of x * (1 / scale): divide, x / scale"))
     assert_tensor_equal(codes, T([RECIPROCAL_CODES], dtype=I8), f"quantize_static({RECIPROCAL_ROW}, {RECIPROCAL_SCALE})'s codes",
                         why or "x / scale in float32 is exactly [127, 5.5, 7.5, 87.5]; ties to even")
     assert_exact(fraction, 0.0, f"quantize_static({RECIPROCAL_ROW}, {RECIPROCAL_SCALE})'s clipped fraction", "nothing saturates: a float 0.0")
@@ -313,7 +298,7 @@ def test_unrepresentative_calibration_clips_real_inputs(lab, seed):
     x[:, [5, 44]] = 10.0 + torch.rand(32, 2, generator=gen) * 50  # two outlier channels at serving time: every value saturates
     what = "quantize_static(x (32, 64) with outlier channels 5 and 44, scale 1/127 calibrated without them)"
     codes, fraction = lab.activation_quant.quantize_static(x, scale)
-    _expect_layout(codes, (32, 64), I8, f"{what}'s codes", "int8 codes of x's shape")
+    assert_layout(codes, (32, 64), I8, f"{what}'s codes", "int8 codes of x's shape")
     assert_exact(fraction, 64 / 2048, f"{what}'s clipped fraction", "exactly the 64 outlier values (2 channels × 32 tokens) saturate")
     assert_tensor_equal(codes[:, [5, 44]], torch.full((32, 2), 127, dtype=I8), f"{what}: codes of the outlier channels",
                         "values beyond 127 steps saturate at 127: their error is |x| - 127 × scale, up to 59 here")
@@ -344,7 +329,7 @@ def test_quantize_static_rejects_bad_input(lab, case, x, scale, bits, mention):
 @check("int8_matmul", points=2)
 def test_int8_matmul_worked_example(lab):
     got = lab.activation_quant.int8_matmul(T([[1, -2, 3]], dtype=I8), T([[4, 5, 6], [127, 127, 127]], dtype=I8))
-    why = _cause(got, ([[12, -2]], "the sums wrapped around in int8: accumulate in int32"))
+    why = cause_of(got, ([[12, -2]], "the sums wrapped around in int8: accumulate in int32"))
     assert_tensor_equal(got, T([[12, 254]], dtype=I32), "int8_matmul([[1, -2, 3]], [[4, 5, 6], [127, 127, 127]])",
                         why or "a @ b.T with b an (N, K) weight: [4 - 10 + 18, 127 × (1 - 2 + 3)], as torch.int32")
 
@@ -426,7 +411,7 @@ def test_w8a8_is_within_the_int8_error_bound(lab, seed, shape, out_features):
     got = lab.activation_quant.w8a8_linear(x, w)
     tokens = x.reshape(-1, hidden)
     expected = (tokens.double() @ w.double().t()).reshape(*shape[:-1], out_features)
-    _expect_layout(got, shape[:-1] + (out_features,), torch.float32, f"w8a8_linear(x {shape}, weight ({out_features}, {hidden}))",
+    assert_layout(got, shape[:-1] + (out_features,), torch.float32, f"w8a8_linear(x {shape}, weight ({out_features}, {hidden}))",
                    "float32 (..., out): x's leading dims, then the weight's output features")
     assert_tensor_close(got, expected.float(), f"w8a8_linear(x {shape}, weight ({out_features}, {hidden})) against x @ weight.T",
                         atol=w8a8_bound(tokens, w).reshape(expected.shape),
@@ -439,7 +424,7 @@ def test_w8a8_returns_float32_for_bfloat16_input(lab, seed):
     gen = torch_generator(seed)
     x, w = outlier_activations(gen, 6, 48, BF16), random_weight(gen, 16, 48, BF16)
     got = lab.activation_quant.w8a8_linear(x, w)
-    _expect_layout(got, (6, 16), torch.float32, "w8a8_linear(bfloat16 x (6, 48), bfloat16 weight (16, 48))", "the rescaled int32 sums are float32")
+    assert_layout(got, (6, 16), torch.float32, "w8a8_linear(bfloat16 x (6, 48), bfloat16 weight (16, 48))", "the rescaled int32 sums are float32")
     assert_tensor_close(got, (x.double() @ w.double().t()).float(), "w8a8_linear of bfloat16 inputs against x @ weight.T",
                         atol=w8a8_bound(x.float(), w.float()), why="the W8A8 bound of the float32 values of the inputs")
 
@@ -473,7 +458,7 @@ writing the same power may differ by an ulp or two: 2^-21 relative covers them."
 def test_smooth_scales_worked_example(lab):
     what = f"smooth_scales({SMOOTH_X}, {SMOOTH_W})"
     s = lab.activation_quant.smooth_scales(T(SMOOTH_X), T(SMOOTH_W))
-    why = _cause(s, ([1.0, 0.4419417381286621], "the weight's max was taken along each output row: max|W_j| is over the rows, per input column j"))
+    why = cause_of(s, ([1.0, 0.4419417381286621], "the weight's max was taken along each output row: max|W_j| is over the rows, per input column j"))
     assert_tensor_close(s, T(SMOOTH_S), what, atol=0.0, rtol=POW_RELATIVE,
                         why=why or f"s_j = max|X_j|^0.5 / max|W_j|^0.5 with max|X| = [4, 16] over tokens and max|W| = [4, 0.5] over output rows "
                         f"(within {POW_RELATIVE:.2g} relative for float32 pow)")
@@ -498,7 +483,7 @@ def test_smooth_scales_reduce_over_every_token(lab, seed):
     x, w = torch.randn(2, 5, 24, generator=gen), random_weight(gen, 40, 24)
     x[1, 3, 7] = 50.0  # one token of the second batch holds channel 7's max
     s = lab.activation_quant.smooth_scales(x, w)
-    _expect_layout(s, (24,), torch.float32, "smooth_scales(x (2, 5, 24), weight (40, 24))", "one float32 factor per input channel: (in,)")
+    assert_layout(s, (24,), torch.float32, "smooth_scales(x (2, 5, 24), weight (40, 24))", "one float32 factor per input channel: (in,)")
     ideal = (x.abs().amax(dim=(0, 1)).double() ** 0.5 / w.abs().amax(dim=0).double() ** 0.5).float()
     assert_tensor_close(s, ideal, "smooth_scales(x (2, 5, 24), weight (40, 24))", atol=0.0, rtol=POW_RELATIVE,
                         why="max|X_j| over every token of every batch (all leading dims), max|W_j| over the 40 output rows")
@@ -520,7 +505,7 @@ def test_smoothing_balances_the_ranges(lab, seed):
     gen = torch_generator(seed)
     x, w = outlier_activations(gen, 32, 64), random_weight(gen, 48, 64)
     s = lab.activation_quant.smooth_scales(x, w)
-    _expect_layout(s, (64,), torch.float32, "smooth_scales(x (32, 64), weight (48, 64))", "one factor per input channel")
+    assert_layout(s, (64,), torch.float32, "smooth_scales(x (32, 64), weight (48, 64))", "one factor per input channel")
     act = (x.double() / s.double()).abs().amax(dim=0)
     wei = (w.double() * s.double()).abs().amax(dim=0)
     assert_tensor_close(act, wei, "max|X_j / s_j| against max|W_j · s_j| for every channel j (alpha = 0.5)", atol=0.0, rtol=2.0**-20,
@@ -551,7 +536,7 @@ def test_smooth_scales_rejects_bad_input(lab, case, x, w, alpha, mention):
 @check("apply_smoothing", points=2)
 def test_apply_smoothing_worked_example(lab):
     x_s, w_s = lab.activation_quant.apply_smoothing(T([[1.0, -16.0]]), T([[1.0, 0.25]]), T([1.0, 4.0]))
-    why = _cause(x_s, ([[1.0, -64.0]], "x was MULTIPLIED by s: divide the activations (X / s), multiply the weight (W · s)"))
+    why = cause_of(x_s, ([[1.0, -64.0]], "x was MULTIPLIED by s: divide the activations (X / s), multiply the weight (W · s)"))
     assert_tensor_equal(x_s, T([[1.0, -4.0]]), "apply_smoothing([[1, -16]], [[1, 0.25]], s=[1, 4])[0]", why or "x / s along the channel (last) dim")
     assert_tensor_equal(w_s, T([[1.0, 1.0]]), "apply_smoothing([[1, -16]], [[1, 0.25]], s=[1, 4])[1]", "weight * s, column j times s_j")
 
@@ -563,8 +548,8 @@ def test_smoothing_keeps_the_product(lab, seed):
     s = torch.rand(48, generator=gen) * 8 + 0.1
     what = "apply_smoothing(x (3, 4, 48), weight (20, 48), s (48,))"
     x_s, w_s = lab.activation_quant.apply_smoothing(x, w, s)
-    _expect_layout(x_s, (3, 4, 48), torch.float32, f"{what}[0]", "x / s: float32 of x's shape")
-    _expect_layout(w_s, (20, 48), torch.float32, f"{what}[1]", "weight * s: float32 of the weight's shape, column j scaled by s_j")
+    assert_layout(x_s, (3, 4, 48), torch.float32, f"{what}[0]", "x / s: float32 of x's shape")
+    assert_layout(w_s, (20, 48), torch.float32, f"{what}[1]", "weight * s: float32 of the weight's shape, column j scaled by s_j")
     smoothed = x_s.double() @ w_s.double().t()
     exact = x.double() @ w.double().t()
     # x / s and w · s round once each in float32: each product moves by at most 2 × 2^-24 of |x_j · w_j|.
@@ -610,7 +595,7 @@ def test_smoothing_cuts_the_w8a8_error_on_outlier_activations(lab, seed):
     x, w = outlier_activations(gen, 64, 96), random_weight(gen, 80, 96)
     exact = x.double() @ w.double().t()
     got = lab.activation_quant.smoothquant_linear(x, w)
-    _expect_layout(got, (64, 80), torch.float32, "smoothquant_linear(x (64, 96), weight (80, 96))", "float32 (tokens, out)")
+    assert_layout(got, (64, 80), torch.float32, "smoothquant_linear(x (64, 96), weight (80, 96))", "float32 (tokens, out)")
     plain, smoothed = relative_error(fake_w8a8(x, w), exact), relative_error(got, exact)
     assert smoothed * 2.5 <= plain, (
         f"relative error of W8A8 on activations with outlier channels {OUTLIER_CHANNELS}: without smoothing {plain:.3e}, "
@@ -629,7 +614,7 @@ INT8_Y = [[13.0], [1.003937005996704]]
 def test_llm_int8_worked_example(lab):
     what = f"llm_int8_linear({INT8_X}, {INT8_W})"
     y, outliers = lab.activation_quant.llm_int8_linear(T(INT8_X), T(INT8_W))
-    why = _cause(outliers, ([], "column 1 holds 6.0, which equals the threshold: |x| >= 6.0 is an outlier (>=, not >)"))
+    why = cause_of(outliers, ([], "column 1 holds 6.0, which equals the threshold: |x| >= 6.0 is an outlier (>=, not >)"))
     assert_tensor_equal(outliers, T([1]), f"{what}'s outlier columns", why or "column 1 reaches |x| = 6.0 >= threshold; sorted int64 indices")
     assert_tensor_close(y, T(INT8_Y), f"{what}'s y", atol=0.0, rtol=FLOAT32_SLACK,
                         why="outlier part [[12], [0.5]] in float32, plus W8A8 of columns 0 and 2 alone ([[1.0], [0.50394]]: x scales 1/127 "
@@ -645,7 +630,7 @@ def test_outlier_columns_come_from_any_token(lab, seed):
     y, outliers = lab.activation_quant.llm_int8_linear(x, w)
     assert_tensor_equal(outliers, T([2, 7]), "llm_int8_linear(x (2, 3, 10) with |x| >= 6 at [0, 0, 2] and [1, 2, 7])'s outlier columns",
                         "a feature column is an outlier when ANY token of any sequence reaches the threshold; sorted torch.int64 indices")
-    _expect_layout(y, (2, 3, 4), torch.float32, "llm_int8_linear(x (2, 3, 10), weight (4, 10))'s y", "float32 (..., out)")
+    assert_layout(y, (2, 3, 4), torch.float32, "llm_int8_linear(x (2, 3, 10), weight (4, 10))'s y", "float32 (..., out)")
 
 
 @check("llm_int8_linear", points=3)

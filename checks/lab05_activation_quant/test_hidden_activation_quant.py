@@ -15,7 +15,7 @@ import random
 import pytest
 import torch
 
-from infralens.checking import assert_exact, assert_tensor_close, assert_tensor_equal, outcome
+from infralens.checking import assert_exact, assert_tensor_close, assert_tensor_equal, outcome, same_outcome
 from lab05_inputs import FLOAT32_SLACK, edge_activations, outlier_activations, random_weight, torch_generator, w8a8_bound
 
 check = pytest.mark.check
@@ -23,18 +23,6 @@ T = torch.tensor
 RANDOM_CASES = 12
 EDGE_CASES = len(edge_activations())
 POW_RELATIVE = 2.0**-21  # torch.pow or sqrt, and a division: one or two float32 roundings each
-
-
-def _agree(mine, theirs, what: str, compare) -> bool:
-    """Same outcome kind ("value" or "ValueError"); for values, ``compare(actual, expected)``. True when both returned."""
-    if mine[0] != theirs[0]:
-        shown = "raised ValueError" if mine[0] == "ValueError" else "returned a value"
-        expected = "a ValueError" if theirs[0] == "ValueError" else "a value"
-        pytest.fail(f"{what}: {shown}, expected {expected}", pytrace=False)
-    if mine[0] == "value":
-        compare(mine[1], theirs[1])
-        return True
-    return False
 
 
 def _random_activations(rng: random.Random, seed: int) -> tuple[str, torch.Tensor]:
@@ -76,7 +64,7 @@ def test_quantize_per_token_matches_reference(lab, oracle, rng, seed):
             assert_tensor_equal(mine[0], theirs[0], f"{what}'s codes")
             assert_tensor_equal(mine[1], theirs[1], f"{what}'s scale")
 
-        valid += _agree(outcome(lambda: lab.activation_quant.quantize_per_token(x, bits)), outcome(lambda: oracle.activation_quant.quantize_per_token(x, bits)), what, same)
+        valid += same_outcome(outcome(lambda: lab.activation_quant.quantize_per_token(x, bits)), outcome(lambda: oracle.activation_quant.quantize_per_token(x, bits)), what, same)
     assert valid, "no valid input was accepted"
 
 
@@ -101,7 +89,7 @@ def test_calibrate_scale_matches_reference(lab, oracle, rng, seed):
                     "or float64): linear interpolation of sorted |x| at position (n - 1) × percentile / 100"
                 )
 
-        valid += _agree(outcome(lambda: lab.activation_quant.calibrate_scale(batches, method, percentile, bits)),
+        valid += same_outcome(outcome(lambda: lab.activation_quant.calibrate_scale(batches, method, percentile, bits)),
                         outcome(lambda: oracle.activation_quant.calibrate_scale(batches, method, percentile, bits)), what, same)
     assert valid, "no valid input was accepted"
 
@@ -124,7 +112,7 @@ def test_quantize_static_matches_reference(lab, oracle, rng, seed):
             assert_tensor_equal(mine[0], theirs[0], f"{what}'s codes")
             assert_exact(mine[1], theirs[1], f"{what}'s clipped fraction")
 
-        valid += _agree(outcome(lambda: lab.activation_quant.quantize_static(x, scale, bits)),
+        valid += same_outcome(outcome(lambda: lab.activation_quant.quantize_static(x, scale, bits)),
                         outcome(lambda: oracle.activation_quant.quantize_static(x, scale, bits)), what, same)
     assert valid, "no valid input was accepted"
 
@@ -141,11 +129,11 @@ def test_int8_matmul_matches_reference(lab, oracle, rng, seed):
         a = torch.randint(low, 128, (m, k), generator=source).to(torch.int8)
         b = torch.randint(low, 128, (n, k), generator=source).to(torch.int8)
         what = f"int8_matmul(a ({m}, {k}), b ({n}, {k}))"
-        valid += _agree(outcome(lambda: lab.activation_quant.int8_matmul(a, b)), outcome(lambda: oracle.activation_quant.int8_matmul(a, b)), what,
+        valid += same_outcome(outcome(lambda: lab.activation_quant.int8_matmul(a, b)), outcome(lambda: oracle.activation_quant.int8_matmul(a, b)), what,
                         lambda mine, theirs, what=what: assert_tensor_equal(mine, theirs, what))
     bad = torch.ones(2, 3)
     what = "int8_matmul(a float32 (2, 3), b int8 (2, 3))"
-    _agree(outcome(lambda: lab.activation_quant.int8_matmul(bad, bad.to(torch.int8))), outcome(lambda: oracle.activation_quant.int8_matmul(bad, bad.to(torch.int8))), what, None)
+    same_outcome(outcome(lambda: lab.activation_quant.int8_matmul(bad, bad.to(torch.int8))), outcome(lambda: oracle.activation_quant.int8_matmul(bad, bad.to(torch.int8))), what, None)
     assert valid, "no valid input was accepted"
 
 
@@ -162,7 +150,7 @@ def test_w8a8_linear_matches_reference(lab, oracle, rng, seed):
     cases += [("weight of the wrong width", torch.ones(2, 4), torch.ones(3, 5)), ("NaN weight", torch.ones(2, 2), T([[1.0, float("nan")]]))]
     for name, x, w in cases:
         what = f"w8a8_linear({name}, weight {tuple(w.shape)})"
-        valid += _agree(outcome(lambda: lab.activation_quant.w8a8_linear(x, w)), outcome(lambda: oracle.activation_quant.w8a8_linear(x, w)), what,
+        valid += same_outcome(outcome(lambda: lab.activation_quant.w8a8_linear(x, w)), outcome(lambda: oracle.activation_quant.w8a8_linear(x, w)), what,
                         lambda mine, theirs, what=what: _rescaled(mine, theirs, what))
     assert valid, "no valid input was accepted"
 
@@ -178,7 +166,7 @@ def test_smooth_scales_matches_reference(lab, oracle, rng, seed):
               ("alpha=True", torch.ones(2, 2), torch.ones(2, 2), True)]
     for name, x, w, alpha in cases:
         what = f"smooth_scales({name}, weight {tuple(w.shape)}, alpha={alpha!r})"
-        valid += _agree(outcome(lambda: lab.activation_quant.smooth_scales(x, w, alpha)), outcome(lambda: oracle.activation_quant.smooth_scales(x, w, alpha)), what,
+        valid += same_outcome(outcome(lambda: lab.activation_quant.smooth_scales(x, w, alpha)), outcome(lambda: oracle.activation_quant.smooth_scales(x, w, alpha)), what,
                         lambda mine, theirs, what=what: assert_tensor_close(mine, theirs, what, atol=0.0, rtol=POW_RELATIVE,
                                                                               why=f"float32 pow and division ({POW_RELATIVE:.2g} relative)"))
     assert valid, "no valid input was accepted"
@@ -200,7 +188,7 @@ def test_apply_smoothing_matches_reference(lab, oracle, rng, seed):
                 assert_tensor_close(mine[index], theirs[index], f"{what}[{index}] ({part})", atol=2.0**-22 * theirs[index].abs(),
                                     why="one float32 division or multiplication per element (2^-22 relative)")
 
-        valid += _agree(outcome(lambda: lab.activation_quant.apply_smoothing(x, w, s)), outcome(lambda: oracle.activation_quant.apply_smoothing(x, w, s)), what, same)
+        valid += same_outcome(outcome(lambda: lab.activation_quant.apply_smoothing(x, w, s)), outcome(lambda: oracle.activation_quant.apply_smoothing(x, w, s)), what, same)
     assert valid, "no valid input was accepted"
 
 
@@ -223,7 +211,7 @@ def test_smoothquant_linear_matches_reference(lab, oracle, rng, seed):
             assert_tensor_close(mine, exact.float(), f"{what} against x @ weight.T", atol=w8a8_bound(tokens, w_s).reshape(theirs.shape),
                                 why="the W8A8 error bound of the smoothed activations and weight: smooth first, then quantize")
 
-        valid += _agree(outcome(lambda: lab.activation_quant.smoothquant_linear(x, w, alpha)),
+        valid += same_outcome(outcome(lambda: lab.activation_quant.smoothquant_linear(x, w, alpha)),
                         outcome(lambda: oracle.activation_quant.smoothquant_linear(x, w, alpha)), what, same)
     assert valid, "no valid input was accepted"
 
@@ -246,7 +234,7 @@ def test_llm_int8_linear_matches_reference(lab, oracle, rng, seed):
             assert_tensor_close(mine[0], theirs[0], f"{what}'s y", atol=FLOAT32_SLACK * theirs[0].abs() + hidden * 2.0**-23 * magnitude,
                                 why="the same codes and scales; the float32 outlier matmul and the rescale may round in another order")
 
-        valid += _agree(outcome(lambda: lab.activation_quant.llm_int8_linear(x, w, threshold)),
+        valid += same_outcome(outcome(lambda: lab.activation_quant.llm_int8_linear(x, w, threshold)),
                         outcome(lambda: oracle.activation_quant.llm_int8_linear(x, w, threshold)), what, same)
     assert valid, "no valid input was accepted"
 
@@ -260,6 +248,6 @@ def test_activation_nbytes_matches_reference(lab, oracle, rng, seed):
     valid = 0
     for args in calls:
         what = f"activation_nbytes{args}"
-        valid += _agree(outcome(lambda: lab.activation_quant.activation_nbytes(*args)), outcome(lambda: oracle.activation_quant.activation_nbytes(*args)), what,
+        valid += same_outcome(outcome(lambda: lab.activation_quant.activation_nbytes(*args)), outcome(lambda: oracle.activation_quant.activation_nbytes(*args)), what,
                         lambda mine, theirs, what=what: assert_exact(mine, theirs, what))
     assert valid, "no valid input was accepted"

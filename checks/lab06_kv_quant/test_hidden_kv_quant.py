@@ -17,25 +17,13 @@ import random
 import pytest
 import torch
 
-from infralens.checking import assert_exact, assert_tensor_close, assert_tensor_equal, outcome
+from infralens.checking import assert_exact, assert_tensor_equal, outcome, same_outcome
 from lab06_inputs import BF16, E4M3, E5M2, F16, edge_tensors, outlier_keys, plain_values, queries, torch_generator
 
 check = pytest.mark.check
 T = torch.tensor
 RANDOM_CASES = 10
 CACHE_FIELDS = ("k_codes", "k_scale", "k_zero_point", "v_codes", "v_scale", "v_zero_point", "k_residual", "v_residual")
-
-
-def _agree(mine, theirs, what: str, compare) -> bool:
-    """Same outcome kind ("value" or "ValueError"); for values, ``compare(actual, expected)``. True when both returned."""
-    if mine[0] != theirs[0]:
-        shown = "raised ValueError" if mine[0] == "ValueError" else "returned a value"
-        expected = "a ValueError" if theirs[0] == "ValueError" else "a value"
-        pytest.fail(f"{what}: {shown}, expected {expected}", pytrace=False)
-    if mine[0] == "value":
-        compare(mine[1], theirs[1])
-        return True
-    return False
 
 
 def _same_tensors(names: tuple[str, ...]):
@@ -84,7 +72,7 @@ def test_quantize_groups_matches_reference(lab, oracle, rng, seed):
     valid = 0
     for name, x, bits, group_size, axis in calls:
         what = f"quantize_groups({name}, bits={bits!r}, group_size={group_size}, axis={axis!r})"
-        valid += _agree(outcome(lambda: lab.kv_quant.quantize_groups(x, bits, group_size, axis)),
+        valid += same_outcome(outcome(lambda: lab.kv_quant.quantize_groups(x, bits, group_size, axis)),
                         outcome(lambda: oracle.kv_quant.quantize_groups(x, bits, group_size, axis)), what, lambda m, t, what=what: TRIPLE(m, t, what))
     assert valid, "no valid input was accepted"
 
@@ -107,7 +95,7 @@ def test_dequantize_groups_matches_reference(lab, oracle, rng, seed):
     valid = 0
     for name, codes, scale, zero, axis in calls:
         what = f"dequantize_groups({name}: codes {tuple(codes.shape)}, scale {tuple(scale.shape)}, axis={axis})"
-        valid += _agree(outcome(lambda: lab.kv_quant.dequantize_groups(codes, scale, zero, axis)),
+        valid += same_outcome(outcome(lambda: lab.kv_quant.dequantize_groups(codes, scale, zero, axis)),
                         outcome(lambda: oracle.kv_quant.dequantize_groups(codes, scale, zero, axis)), what,
                         lambda m, t, what=what: assert_tensor_equal(m, t, what, "codes × scale + zero_point in float32, in that order"))
     assert valid, "no valid input was accepted"
@@ -127,7 +115,7 @@ def test_quantize_keys_matches_reference(lab, oracle, rng, seed):
     valid = 0
     for name, k, bits, group_size in _kv_calls(rng, seed):
         what = f"quantize_keys({name}, bits={bits}, group_size={group_size})"
-        valid += _agree(outcome(lambda: lab.kv_quant.quantize_keys(k, bits, group_size)), outcome(lambda: oracle.kv_quant.quantize_keys(k, bits, group_size)),
+        valid += same_outcome(outcome(lambda: lab.kv_quant.quantize_keys(k, bits, group_size)), outcome(lambda: oracle.kv_quant.quantize_keys(k, bits, group_size)),
                         what, lambda m, t, what=what: TRIPLE(m, t, what))
     assert valid, "no valid input was accepted"
 
@@ -137,7 +125,7 @@ def test_quantize_values_matches_reference(lab, oracle, rng, seed):
     valid = 0
     for name, v, bits, group_size in _kv_calls(rng, seed):
         what = f"quantize_values({name}, bits={bits}, group_size={group_size})"
-        valid += _agree(outcome(lambda: lab.kv_quant.quantize_values(v, bits, group_size)), outcome(lambda: oracle.kv_quant.quantize_values(v, bits, group_size)),
+        valid += same_outcome(outcome(lambda: lab.kv_quant.quantize_values(v, bits, group_size)), outcome(lambda: oracle.kv_quant.quantize_values(v, bits, group_size)),
                         what, lambda m, t, what=what: TRIPLE(m, t, what))
     assert valid, "no valid input was accepted"
 
@@ -207,7 +195,7 @@ def test_quantized_kv_cache_matches_reference(lab, oracle, rng, seed):
                 else:
                     _same_tensors(("keys", "values"))(m, t, what)
 
-            valid += _agree(a, b, f"{what}, call #{step}", same)
+            valid += same_outcome(a, b, f"{what}, call #{step}", same)
         assert_exact(len(mine), len(theirs), f"{what}: number of calls that ran")
     assert valid, "no valid input was accepted"
 
@@ -219,7 +207,7 @@ def test_fp8_scale_matches_reference(lab, oracle, rng, seed):
     valid = 0
     for name, x, dtype in calls:
         what = f"fp8_scale({name}, {dtype})"
-        valid += _agree(outcome(lambda: lab.kv_quant.fp8_scale(x, dtype)), outcome(lambda: oracle.kv_quant.fp8_scale(x, dtype)), what,
+        valid += same_outcome(outcome(lambda: lab.kv_quant.fp8_scale(x, dtype)), outcome(lambda: oracle.kv_quant.fp8_scale(x, dtype)), what,
                         lambda m, t, what=what: assert_exact(m, t, what, "max |x| / FP8_MAX in float32, floored at SCALE_EPS, as a Python float"))
     assert valid, "no valid input was accepted"
 
@@ -236,7 +224,7 @@ def test_quantize_fp8_matches_reference(lab, oracle, rng, seed):
     valid = 0
     for name, x, scale, dtype in calls:
         what = f"quantize_fp8({name}, scale={scale!r}, {dtype})"
-        valid += _agree(outcome(lambda: lab.kv_quant.quantize_fp8(x, scale, dtype)), outcome(lambda: oracle.kv_quant.quantize_fp8(x, scale, dtype)), what,
+        valid += same_outcome(outcome(lambda: lab.kv_quant.quantize_fp8(x, scale, dtype)), outcome(lambda: oracle.kv_quant.quantize_fp8(x, scale, dtype)), what,
                         lambda m, t, what=what: assert_tensor_equal(m, t, what, "x / scale in float32, clamped to ±FP8_MAX, cast to the FP8 dtype"))
     assert valid, "no valid input was accepted"
 
@@ -271,7 +259,7 @@ def test_attention_score_error_matches_reference(lab, oracle, rng, seed):
                 "the mean over query rows of half the L1 distance between softmax(q @ k^T / sqrt(d)) and the same with k_hat"
             )
 
-        valid += _agree(outcome(lambda: lab.kv_quant.attention_score_error(q, k, k_hat)), outcome(lambda: oracle.kv_quant.attention_score_error(q, k, k_hat)),
+        valid += same_outcome(outcome(lambda: lab.kv_quant.attention_score_error(q, k, k_hat)), outcome(lambda: oracle.kv_quant.attention_score_error(q, k, k_hat)),
                         what, same)
     assert valid, "no valid input was accepted"
 
@@ -288,6 +276,6 @@ def test_quantized_kv_bytes_matches_reference(lab, oracle, rng, seed):
     valid = 0
     for args in calls:
         what = f"quantized_kv_bytes{args}"
-        valid += _agree(outcome(lambda: lab.kv_quant.quantized_kv_bytes(*args)), outcome(lambda: oracle.kv_quant.quantized_kv_bytes(*args)), what,
+        valid += same_outcome(outcome(lambda: lab.kv_quant.quantized_kv_bytes(*args)), outcome(lambda: oracle.kv_quant.quantized_kv_bytes(*args)), what,
                         lambda m, t, what=what: assert_exact(m, t, what))
     assert valid, "no valid input was accepted"

@@ -15,7 +15,9 @@ import math
 import pytest
 import torch
 
-from infralens.checking import assert_exact, assert_tensor_close, assert_tensor_equal, expect_correct, expect_value_error
+from infralens.checking import (
+    assert_exact, assert_layout, assert_tensor_close, assert_tensor_equal, cause_of, expect_correct, expect_value_error,
+)
 from lab06_inputs import (
     BF16,
     E4M3,
@@ -42,20 +44,6 @@ T = torch.tensor
 U8, F32 = torch.uint8, torch.float32
 
 
-def _cause(actual, *mistakes: tuple[list, str]) -> str:
-    """The usual mistake whose wrong answer ``actual`` is, or "" when it matches none of them."""
-    if not isinstance(actual, torch.Tensor) or actual.numel() > 64:
-        return ""
-    values = actual.tolist()
-    return next((cause for wrong, cause in mistakes if values == wrong), "")
-
-
-def _layout(actual, shape: tuple[int, ...], dtype: torch.dtype, what: str, why: str) -> None:
-    """Fail with a bounded message unless ``actual`` is a tensor of ``shape`` and ``dtype`` (values not compared)."""
-    if not isinstance(actual, torch.Tensor) or tuple(actual.shape) != tuple(shape) or actual.dtype != dtype:
-        assert_tensor_equal(actual, torch.empty(shape, dtype=dtype), what, why)
-
-
 def _triple(result, what: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     assert_exact(type(result), tuple, f"{what}: return type", "(codes, scale, zero_point)")
     assert_exact(len(result), 3, f"{what}: number of items returned", "(codes, scale, zero_point)")
@@ -78,14 +66,14 @@ def _groups_expected() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def test_quantize_groups_worked_example(lab):
     what = f"quantize_groups({GROUPS_X}, bits=2, group_size=4)"
     codes, scale, zero = _triple(lab.kv_quant.quantize_groups(T(GROUPS_X), 2, 4), what)
-    why = _cause(scale, ([0.75, 1.0, SCALE_EPS, 0.75], "that is (max - min) / 4: divide by quant_max = 2^bits - 1 = 3"),
+    why = cause_of(scale, ([0.75, 1.0, SCALE_EPS, 0.75], "that is (max - min) / 4: divide by quant_max = 2^bits - 1 = 3"),
                  ([1.0, 1.3333333730697632, 0.3333333432674408, 1.3333333730697632], "that is max |x| / 3: the asymmetric step is (max - min) / 3"),
                  ([1.0, 2.0, 0.0, 1.0], "a constant group needs the SCALE_EPS floor, or its codes are 0 / 0 = NaN"),
                  ([1.0, 2.0, SCALE_EPS, 1.3333333730697632], "the last group's min is 1.0: zero_point is the group's own min, not min(x, 0)"))
     assert_tensor_equal(scale, T(GROUPS_SCALE), f"{what}'s scale", why or "one float32 scale per group of 4: (max - min) / 3, floored at SCALE_EPS")
-    why = _cause(zero, ([0.0, -2.0, -1.0, 0.0], "the last group's min is 1.0: zero_point is min(group), even when it is positive"))
+    why = cause_of(zero, ([0.0, -2.0, -1.0, 0.0], "the last group's min is 1.0: zero_point is min(group), even when it is positive"))
     assert_tensor_equal(zero, T(GROUPS_ZERO), f"{what}'s zero_point", why or "zero_point = min of each group (KIVI's mn), float32")
-    why = _cause(codes, ([0, 1, 2, 3, 0, 1, 1, 3, 0, 0, 0, 0, 0, 1, 1, 3], "those are ties rounded AWAY from zero; torch.round sends 0.5 to 0 and 1.5 to 2"))
+    why = cause_of(codes, ([0, 1, 2, 3, 0, 1, 1, 3, 0, 0, 0, 0, 0, 1, 1, 3], "those are ties rounded AWAY from zero; torch.round sends 0.5 to 0 and 1.5 to 2"))
     assert_tensor_equal(codes, T(GROUPS_CODES, dtype=U8), f"{what}'s codes",
                         why or "round((x - zero_point) / scale) with torch.round (half to even), clamped to [0, 3], uint8")
 
@@ -95,7 +83,7 @@ def test_quantize_groups_divides_by_the_scale(lab):
     what = f"quantize_groups({RECIPROCAL_GROUP}, bits=4, group_size=4)"
     codes, scale, _ = _triple(lab.kv_quant.quantize_groups(T(RECIPROCAL_GROUP), 4, 4), what)
     assert_tensor_equal(scale, T([1.0]) / 15, f"{what}'s scale", "float32 (1 - 0) / 15")
-    why = _cause(codes, ([0, 1, 14, 15], "those are the codes of (x - zero_point) * (1 / scale): 1 / scale rounds first and the products "
+    why = cause_of(codes, ([0, 1, 14, 15], "those are the codes of (x - zero_point) * (1 / scale): 1 / scale rounds first and the products "
                                          "land just below the ties 1.5 and 14.5. Divide: (x - zero_point) / scale"))
     assert_tensor_equal(codes, T(RECIPROCAL_CODES, dtype=U8), f"{what}'s codes",
                         why or "(x - 0) / scale in float32 is [0, 1.5, 14.500001, 15]: torch.round gives [0, 2, 15, 15]")
@@ -109,9 +97,9 @@ def test_quantize_groups_layout(lab, shape, axis, group_size):
     codes, scale, zero = _triple(lab.kv_quant.quantize_groups(x, 4, group_size, axis), what)
     grouped = list(shape)
     grouped[axis] //= group_size
-    _layout(codes, shape, U8, f"{what}'s codes", "uint8 codes of x's shape")
+    assert_layout(codes, shape, U8, f"{what}'s codes", "uint8 codes of x's shape")
     for name, tensor in (("scale", scale), ("zero_point", zero)):
-        _layout(tensor, tuple(grouped), F32, f"{what}'s {name}",
+        assert_layout(tensor, tuple(grouped), F32, f"{what}'s {name}",
                 f"float32, x's shape with dim {axis} divided by group_size (one per group, in place): the groups run along axis {axis}")
     blocks = x.movedim(axis, -1).reshape(*x.movedim(axis, -1).shape[:-1], -1, group_size)  # (..., groups, group_size)
     expected_zero = blocks.amin(-1).movedim(-1, axis)
@@ -126,9 +114,9 @@ def test_quantize_groups_round_trip_is_within_half_a_step(lab, seed, bits):
     x = outlier_keys(torch_generator(seed), (3, 32, 64))
     what = f"quantize_groups(x (3, 32, 64), bits={bits}, group_size=16)"
     codes, scale, zero = _triple(lab.kv_quant.quantize_groups(x, bits, 16), what)
-    _layout(codes, (3, 32, 64), U8, f"{what}'s codes", "uint8 codes of x's shape")
-    _layout(scale, (3, 32, 4), F32, f"{what}'s scale", "float32, one per group of 16 along the last dim")
-    _layout(zero, (3, 32, 4), F32, f"{what}'s zero_point", "float32, one per group of 16 along the last dim")
+    assert_layout(codes, (3, 32, 64), U8, f"{what}'s codes", "uint8 codes of x's shape")
+    assert_layout(scale, (3, 32, 4), F32, f"{what}'s scale", "float32, one per group of 16 along the last dim")
+    assert_layout(zero, (3, 32, 4), F32, f"{what}'s zero_point", "float32, one per group of 16 along the last dim")
     blocks = codes.reshape(3, 32, 4, 16)
     assert_tensor_equal(blocks.amin(-1), torch.zeros(3, 32, 4, dtype=U8), f"{what}: the smallest code of each group", "each group's min maps to code 0")
     assert_tensor_equal(blocks.amax(-1), torch.full((3, 32, 4), 2**bits - 1, dtype=U8), f"{what}: the largest code of each group",
@@ -193,7 +181,7 @@ def test_dequantize_groups_worked_example(lab):
     what = "dequantize_groups(the quantize_groups example's codes, scale, zero_point)"
     result = lab.kv_quant.dequantize_groups(codes, scale, zero)
     expected = T([0.0, 0.0, 2.0, 3.0, -2.0, -2.0, 0.0, 4.0, -1.0, -1.0, -1.0, -1.0, 1.0, 1.0, 2.0, 4.0])
-    why = _cause(result, ([0.0, 0.0, 2.0, 3.0, 2.0, 2.0, 4.0, 8.0, 1.0, 1.0, 1.0, 1.0, -1.0, -1.0, 0.0, 2.0], "subtract nothing: x = codes × scale + zero_point"))
+    why = cause_of(result, ([0.0, 0.0, 2.0, 3.0, 2.0, 2.0, 4.0, 8.0, 1.0, 1.0, 1.0, 1.0, -1.0, -1.0, 0.0, 2.0], "subtract nothing: x = codes × scale + zero_point"))
     assert_tensor_equal(result, expected, what, why or "codes × scale + zero_point, each group's parameters over its 4 elements, float32")
 
 
@@ -204,7 +192,7 @@ def test_dequantize_groups_along_the_tokens_axis(lab):
     what = "dequantize_groups(codes (4, 2), scale (2, 2), zero_point (2, 2), axis=-2)"
     result = lab.kv_quant.dequantize_groups(codes, scale, zero, -2)
     expected = T([[0.0, 0.5], [1.0, 0.0], [16.0, 20.0], [14.0, 24.0]])
-    why = _cause(result, ([[0.0, 0.5], [2.0, 8.0], [3.0, -1.0], [12.0, 24.0]], "token 1 got the second group's parameters: repeat each group over "
+    why = cause_of(result, ([[0.0, 0.5], [2.0, 8.0], [3.0, -1.0], [12.0, 24.0]], "token 1 got the second group's parameters: repeat each group over "
                                                                                "its consecutive elements (repeat_interleave), not the whole tensor (tile)"))
     assert_tensor_equal(result, expected, what, why or "the group size is 4 // 2 = 2 tokens: tokens 0-1 use row 0 of scale and zero_point, tokens 2-3 row 1")
 
@@ -257,7 +245,7 @@ def test_quantize_keys_worked_example(lab):
     what = f"quantize_keys({KV_EXAMPLE}, bits=2, group_size=2)"
     codes, scale, zero = _triple(lab.kv_quant.quantize_keys(T(KV_EXAMPLE), 2, 2), what)
     per_token = "that is one scale per TOKEN (groups along head_dim); keys are quantized per CHANNEL: groups run along the tokens (axis -2)"
-    _layout(scale, (1, 2), F32, f"{what}'s scale", f"one per channel per group of 2 tokens: (tokens // group_size, head_dim) = (1, 2). "
+    assert_layout(scale, (1, 2), F32, f"{what}'s scale", f"one per channel per group of 2 tokens: (tokens // group_size, head_dim) = (1, 2). "
             f"{per_token if isinstance(scale, torch.Tensor) and tuple(scale.shape) == (2, 1) else ''}")
     expected = _expected(KEYS_EXPECTED)
     for index, name in enumerate(("codes", "scale", "zero_point")):
@@ -270,10 +258,10 @@ def test_quantize_keys_are_grouped_per_channel_over_tokens(lab, seed):
     k = outlier_keys(torch_generator(seed), (2, 3, 64, 48))
     what = "quantize_keys(k (batch 2, heads 3, tokens 64, head_dim 48), bits=2, group_size=32)"
     codes, scale, zero = _triple(lab.kv_quant.quantize_keys(k, 2, 32), what)
-    _layout(codes, (2, 3, 64, 48), U8, f"{what}'s codes", "uint8 codes of k's shape")
+    assert_layout(codes, (2, 3, 64, 48), U8, f"{what}'s codes", "uint8 codes of k's shape")
     why = "per channel: (..., tokens // group_size, head_dim) = (2, 3, 2, 48), one per channel per group of 32 tokens"
-    _layout(scale, (2, 3, 2, 48), F32, f"{what}'s scale", why)
-    _layout(zero, (2, 3, 2, 48), F32, f"{what}'s zero_point", why)
+    assert_layout(scale, (2, 3, 2, 48), F32, f"{what}'s scale", why)
+    assert_layout(zero, (2, 3, 2, 48), F32, f"{what}'s zero_point", why)
     runs = k.reshape(2, 3, 2, 32, 48)  # (batch, heads, token groups, 32 tokens, channels)
     assert_tensor_equal(zero, runs.amin(3), f"{what}'s zero_point", "the min of each channel over each run of 32 tokens")
     assert_tensor_close(reconstruct(codes, scale, zero, -2), k.double(), f"{what}: codes × scale + zero_point",
@@ -288,10 +276,10 @@ def test_per_channel_keys_move_attention_less_than_per_token_keys(lab, bits, rat
     q = queries(gen, (2, 2, 4, 64))
     what = f"quantize_keys(k (2, 2, 64, 64) with outlier channels {OUTLIER_CHANNELS}, bits={bits}, group_size=32)"
     codes, scale, zero = _triple(lab.kv_quant.quantize_keys(k, bits, 32), what)
-    _layout(scale, (2, 2, 2, 64), F32, f"{what}'s scale", "per channel: (..., tokens // 32, head_dim)")
+    assert_layout(scale, (2, 2, 2, 64), F32, f"{what}'s scale", "per channel: (..., tokens // 32, head_dim)")
     # Per-token keys from the same function: quantize_keys of k^T groups along k's head_dim, one token at a time.
     t_codes, t_scale, t_zero = _triple(lab.kv_quant.quantize_keys(k.transpose(-2, -1).contiguous(), bits, 32), "quantize_keys(k^T)")
-    _layout(t_scale, (2, 2, 2, 64), F32, "quantize_keys(k^T (2, 2, 64, 64))'s scale", "per channel of k^T, i.e. per token of k")
+    assert_layout(t_scale, (2, 2, 2, 64), F32, "quantize_keys(k^T (2, 2, 64, 64))'s scale", "per channel of k^T, i.e. per token of k")
     exact = attention_probs(q, k)
 
     def moved(k_hat: torch.Tensor) -> float:
@@ -326,7 +314,7 @@ def test_quantize_values_worked_example(lab):
     what = f"quantize_values({KV_EXAMPLE}, bits=2, group_size=2)"
     codes, scale, zero = _triple(lab.kv_quant.quantize_values(T(KV_EXAMPLE), 2, 2), what)
     per_channel = "that is one scale per CHANNEL (groups along the tokens); values are quantized per TOKEN: groups run along head_dim (axis -1)"
-    _layout(scale, (2, 1), F32, f"{what}'s scale", f"one per token per group of 2 channels: (tokens, head_dim // group_size) = (2, 1). "
+    assert_layout(scale, (2, 1), F32, f"{what}'s scale", f"one per token per group of 2 channels: (tokens, head_dim // group_size) = (2, 1). "
             f"{per_channel if isinstance(scale, torch.Tensor) and tuple(scale.shape) == (1, 2) else ''}")
     expected = _expected(VALUES_EXPECTED)
     for index, name in enumerate(("codes", "scale", "zero_point")):
@@ -340,10 +328,10 @@ def test_quantize_values_are_grouped_per_token_and_barely_move_the_output(lab, s
     k, v, q = outlier_keys(gen, (2, 2, 40, 64)), plain_values(gen, (2, 2, 40, 64)), queries(gen, (2, 2, 5, 64))
     what = "quantize_values(v (batch 2, heads 2, tokens 40, head_dim 64), bits=2, group_size=32)"
     codes, scale, zero = _triple(lab.kv_quant.quantize_values(v, 2, 32), what)
-    _layout(codes, (2, 2, 40, 64), U8, f"{what}'s codes", "uint8 codes of v's shape")
+    assert_layout(codes, (2, 2, 40, 64), U8, f"{what}'s codes", "uint8 codes of v's shape")
     why = "per token: (..., tokens, head_dim // group_size) = (2, 2, 40, 2), one per token per group of 32 channels"
-    _layout(scale, (2, 2, 40, 2), F32, f"{what}'s scale", why)
-    _layout(zero, (2, 2, 40, 2), F32, f"{what}'s zero_point", why)
+    assert_layout(scale, (2, 2, 40, 2), F32, f"{what}'s scale", why)
+    assert_layout(zero, (2, 2, 40, 2), F32, f"{what}'s zero_point", why)
     assert_tensor_equal(zero, v.reshape(2, 2, 40, 2, 32).amin(-1), f"{what}'s zero_point", "the min of each token's run of 32 channels")
     v_hat = reconstruct(codes, scale, zero, -1)
     assert_tensor_close(v_hat, v.double(), f"{what}: codes × scale + zero_point", atol=half_step_bound(scale, zero, 32, -1, 2),
@@ -404,7 +392,7 @@ def test_new_cache_is_empty_with_the_documented_layout(lab):
     layout = {"k_codes": ((2, 3, 0, 16), U8), "v_codes": ((2, 3, 0, 16), U8), "k_scale": ((2, 3, 0, 64), F32), "k_zero_point": ((2, 3, 0, 64), F32),
               "v_scale": ((2, 3, 0, 2), F32), "v_zero_point": ((2, 3, 0, 2), F32), "k_residual": ((2, 3, 0, 64), BF16), "v_residual": ((2, 3, 0, 64), BF16)}
     for name, (shape, dtype) in layout.items():
-        _layout(getattr(cache, name, None), shape, dtype, f"{what}.{name}", "empty along dim 2; packed codes are ceil(64 × 2 / 8) = 16 bytes per token; "
+        assert_layout(getattr(cache, name, None), shape, dtype, f"{what}.{name}", "empty along dim 2; packed codes are ceil(64 × 2 / 8) = 16 bytes per token; "
                 "key metadata per channel (head_dim), value metadata per group of 32 channels (head_dim // 32); the residual in dtype (bf16 by default)")
     assert_exact(_state(cache, what), (0, 0, 0), f"{what}: (tokens, quantized_tokens, nbytes)", "nothing is stored yet")
 
@@ -420,7 +408,7 @@ def test_cache_worked_example(lab):
                  "n = 4 × floor((6 - 1) / 4) = 4 quantized tokens, 2 in the residual; bytes: 2 × 4 packed codes + 2 × 4 × (4 + 4) float32 "
                  "metadata + 2 × 2 × 4 × 4 float32 residual = 136")
     per_token = [[0.0, 6.0, 1.0, -3.0], [1.5, 4.5, 1.0, 0.0], [3.0, 0.0, 1.0, 1.5], [0.75, 3.0, 1.0, 3.0]]
-    why = _cause(keys[0, 0, :4] if isinstance(keys, torch.Tensor) and keys.shape == (1, 1, 6, 4) else None,
+    why = cause_of(keys[0, 0, :4] if isinstance(keys, torch.Tensor) and keys.shape == (1, 1, 6, 4) else None,
                  (per_token, "the old keys came back unchanged: were they quantized at all?"))
     assert_tensor_equal(keys, _kv(CACHE_KEYS_OUT), f"{what}: keys", why or "tokens 0-3 quantized per channel (each channel's 4 tokens share one step: "
                         "channel 0 holds 0, 1.5, 3, 0.75 -> step 1, codes 0, 2, 3, 1; channel 1 holds 6, 4.5, 0, 3 -> step 2), tokens 4-5 as given (the residual)")
@@ -449,8 +437,8 @@ def test_cache_ages_whole_groups_and_counts_its_bytes(lab, seed, prompt, steps, 
             assert_exact(_state(cache, what), expected, f"{what}: (tokens, quantized_tokens, nbytes)",
                          f"n = 16 × floor(max({tokens} - {residual_length}, 0) / 16) = {n}: the newest {residual_length} or more tokens stay in bf16, "
                          "older ones are quantized in whole groups; nbytes sums the packed codes, float32 scales and zero points and the residual")
-        _layout(keys, (1, 2, tokens, 64), BF16, f"{what}: keys", "every cached token, (batch, heads, tokens, head_dim), in the cache's dtype")
-        _layout(values, (1, 2, tokens, 64), BF16, f"{what}: values", "every cached token, in the cache's dtype")
+        assert_layout(keys, (1, 2, tokens, 64), BF16, f"{what}: keys", "every cached token, (batch, heads, tokens, head_dim), in the cache's dtype")
+        assert_layout(values, (1, 2, tokens, 64), BF16, f"{what}: values", "every cached token, in the cache's dtype")
         assert_tensor_equal(keys[:, :, n:], k[:, :, n:tokens].to(BF16), f"{what}: keys of the residual tokens {n}..{tokens - 1}",
                             "the residual window comes back exactly as given (converted to bf16): it is never quantized")
         assert_tensor_equal(values[:, :, n:], v[:, :, n:tokens].to(BF16), f"{what}: values of the residual tokens", "returned exactly, in bf16")
@@ -578,9 +566,9 @@ FP8_VALUES = [1000.0, -500.0, 3.0, 0.3]
 def test_quantize_fp8_worked_examples(lab, scale, dtype, expected):
     what = f"quantize_fp8({FP8_VALUES}, scale={scale}, {dtype})"
     x8 = lab.kv_quant.quantize_fp8(T(FP8_VALUES), scale, dtype)
-    _layout(x8, (4,), dtype, what, f"a {dtype} tensor of x's shape: torch's own FP8 dtype")
+    assert_layout(x8, (4,), dtype, what, f"a {dtype} tensor of x's shape: torch's own FP8 dtype")
     expected = T([_float32(e) for e in expected]).to(dtype)
-    why = _cause(x8.float(), ([float("inf"), -49152.0, 320.0, 32.0], "100,000 overflows e5m2: clamp x / scale to ±57344 before the cast "
+    why = cause_of(x8.float(), ([float("inf"), -49152.0, 320.0, 32.0], "100,000 overflows e5m2: clamp x / scale to ±57344 before the cast "
                                                                        "(the CPU cast sends e5m2 overflow to Inf)"),
                  ([240.0, -240.0, 3.0, 0.3125], "that clamps at 240, float8_e4m3fnuz's max: float8_e4m3fn's is 448"),
                  ([448.0, -448.0, 6.0, 0.625], "that is x × scale: quantize divides by the scale"))
@@ -596,7 +584,7 @@ def test_fp8_round_trip_error_is_bounded_by_the_mantissa(lab, seed, dtype):
     scale = _float32(float(x.abs().max()) / limit)
     what = f"quantize_fp8(x (16, 64), scale=amax / {limit:g}, {dtype})"
     x8 = lab.kv_quant.quantize_fp8(x, scale, dtype)
-    _layout(x8, (16, 64), dtype, what, f"a {dtype} tensor of x's shape")
+    assert_layout(x8, (16, 64), dtype, what, f"a {dtype} tensor of x's shape")
     back = x8.double() * scale
     rel, sub = FP8_HALF_ULP[dtype], FP8_HALF_SUBNORMAL[dtype]
     assert_tensor_close(back, x.double(), f"{what} × scale", atol=rel * x.double().abs() + sub * scale + 2.0**-22 * x.double().abs(),

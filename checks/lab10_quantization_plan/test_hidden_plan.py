@@ -16,7 +16,7 @@ import random
 
 import pytest
 
-from infralens.checking import assert_exact, model_summary, outcome, random_dense_model, summarize
+from infralens.checking import model_summary, outcome, random_dense_model, same_outcome
 from infralens.models import ModelConfig, preset
 from lab10_inputs import make_plan, make_workload
 
@@ -67,21 +67,10 @@ def _plans(qp, ref, fields: tuple):
     return make_plan(qp, target, *rest), ref.QuantizationPlan(ref.Target(target), *rest)
 
 
-def _agree(actual: tuple, expected: tuple, what: str) -> None:
-    """The learner's outcome must be the reference's: both raise ``ValueError``, or both return the same value of the same type."""
-    (kind, value), (ref_kind, ref_value) = actual, expected
-    if kind != ref_kind:
-        if ref_kind == "ValueError":
-            pytest.fail(f"{what} returned {summarize(value)}, but the input is invalid: it should raise ValueError", pytrace=False)
-        pytest.fail(f"{what} raised ValueError, but the input is valid: expected {summarize(ref_value)}", pytrace=False)
-    if kind == "value":
-        assert_exact(value, ref_value, what)
-
-
 def _agree_text(actual: tuple, expected: tuple, what: str) -> None:
     """Like :func:`_agree` for long strings: a mismatch shows the first differing place, not the whole text."""
     if actual[0] != expected[0] or type(actual[1]) is not str:
-        _agree(actual, expected, what)
+        same_outcome(actual, expected, what)
         return
     mine, theirs = actual[1], expected[1]
     if mine != theirs:
@@ -102,7 +91,7 @@ def test_workload_matches_reference(lab, oracle, rng):
     for batch, context in edges + randoms:
         expected = outcome(lambda: as_data(ref.Workload(batch, context)))
         actual = outcome(lambda: as_data(qp.Workload(batch, context)))
-        _agree(actual, expected, f"Workload({batch!r}, {context!r}) as (batch, context_tokens, tokens)")
+        same_outcome(actual, expected, f"Workload({batch!r}, {context!r}) as (batch, context_tokens, tokens)")
 
 
 @check("QuantizationPlan", points=2)
@@ -135,7 +124,7 @@ def test_plan_validation_matches_reference(lab, oracle, rng):
         expected = outcome(lambda: as_data(ref.QuantizationPlan(ref.Target(target), **kwargs)))
         actual = outcome(lambda: as_data(qp.QuantizationPlan(qp.Target(target), **kwargs)))
         shown = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
-        _agree(actual, expected, f"QuantizationPlan(Target({target!r}), {shown}) as (target, bits, group_size, scale_bits, zero_point_bits, number_format, fmt, granularity)")
+        same_outcome(actual, expected, f"QuantizationPlan(Target({target!r}), {shown}) as (target, bits, group_size, scale_bits, zero_point_bits, number_format, fmt, granularity)")
 
 
 @check("quantized_bytes", points=2)
@@ -149,7 +138,7 @@ def test_quantized_bytes_matches_reference(lab, oracle, rng):
         mine, theirs = _plans(qp, ref, fields)
         expected = outcome(lambda: ref.quantized_bytes(theirs, rows, row_length))
         actual = outcome(lambda: qp.quantized_bytes(mine, rows, row_length))
-        _agree(actual, expected, f"quantized_bytes({_plan_text(fields)}, rows={rows!r}, row_length={row_length!r})")
+        same_outcome(actual, expected, f"quantized_bytes({_plan_text(fields)}, rows={rows!r}, row_length={row_length!r})")
 
 
 def _saved_memory_edges():
@@ -167,7 +156,7 @@ def test_saved_memory_matches_reference(lab, oracle, rng):
         mine, theirs = _plans(qp, ref, fields)
         expected = outcome(lambda: ref.saved_memory(theirs, model, ref.Workload(batch, context)))
         actual = outcome(lambda: qp.saved_memory(mine, model, make_workload(qp, batch, context)))
-        _agree(actual, expected, f"saved_memory({_plan_text(fields)}) on {model_summary(model)} at batch {batch} × {context} tokens")
+        same_outcome(actual, expected, f"saved_memory({_plan_text(fields)}) on {model_summary(model)} at batch {batch} × {context} tokens")
 
 
 def _random_model(rng: random.Random, sliding: bool = False) -> ModelConfig:
@@ -184,7 +173,7 @@ def test_risk_matches_reference(lab, oracle, rng):
     as_data = lambda r: (r.target.value, r.site.value, r.mechanism.value, r.mitigation.value, r.severity)  # noqa: E731
     for fields in EDGE_PLANS + [_random_fields(rng) for _ in range(CASES)]:
         mine, theirs = _plans(qp, ref, fields)
-        _agree(outcome(lambda: as_data(qp.risk(mine))), outcome(lambda: as_data(ref.risk(theirs))), f"risk({_plan_text(fields)}) as (target, site, mechanism, mitigation, severity)")
+        same_outcome(outcome(lambda: as_data(qp.risk(mine))), outcome(lambda: as_data(ref.risk(theirs))), f"risk({_plan_text(fields)}) as (target, site, mechanism, mitigation, severity)")
 
 
 @check("describe", points=2)
@@ -212,7 +201,7 @@ def test_kernel_path_matches_reference_for_every_backend(lab, oracle, rng):
         mine, theirs = _plans(qp, ref, fields)
         expected = outcome(lambda: as_data(ref.kernel_path(theirs, backend)))
         actual = outcome(lambda: as_data(qp.kernel_path(mine, backend)))
-        _agree(actual, expected, f"kernel_path({_plan_text(fields)}, {backend!r}) as (backend, kernel, speedup, has a reason)")
+        same_outcome(actual, expected, f"kernel_path({_plan_text(fields)}, {backend!r}) as (backend, kernel, speedup, has a reason)")
 
 
 @check("compare_plans", points=2)
@@ -234,4 +223,4 @@ def test_compare_plans_matches_reference(lab, oracle, rng):
         pairs = [_plans(qp, ref, fields) for fields in plans]
         expected = outcome(lambda: as_data(ref.compare_plans([p for _, p in pairs], model, ref.Workload(batch, context), backend)))
         actual = outcome(lambda: as_data(qp.compare_plans([p for p, _ in pairs], model, make_workload(qp, batch, context), backend)))
-        _agree(actual, expected, f"compare_plans({len(plans)} plans, {model.name}, batch {batch} × {context}, {backend!r}) as (label, saved_bytes, kernel, speedup, severity) rows")
+        same_outcome(actual, expected, f"compare_plans({len(plans)} plans, {model.name}, batch {batch} × {context}, {backend!r}) as (label, saved_bytes, kernel, speedup, severity) rows")

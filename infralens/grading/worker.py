@@ -16,11 +16,9 @@ object that stays here.
 
 from __future__ import annotations
 
-import json
 import linecache
 import os
 import signal
-import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
