@@ -452,10 +452,12 @@ def test_a_used_up_budget_costs_the_remaining_checks_with_the_reason(graded, tmp
     write(tmp_path / "slow/lab99_demo/demo.py", GOOD.replace("return a + b", "while True:\n        pass").replace("return 2 * a", "while True:\n        pass"))
     report = tmp_path / "budget.json"
     done = run_python("-m", "infralens", "--root", str(graded["root"]), "grade", str(tmp_path / "slow"), str(graded["class"] / "solved"),
-                      "--budget", "10", "--call-timeout", "4", "--json", str(report), cwd=graded["root"])
+                      "--budget", "6", "--call-timeout", "4", "--json", str(report), cwd=graded["root"])
     assert done.returncode == 0, done.stderr
     by_name = {Path(s["path"]).name: s for s in json.loads(report.read_text())["submissions"]}
-    assert by_name["slow"]["total"] == 0 and "used up its time budget of 10 s" in by_name["slow"]["checks"][-1]["message"]
+    messages = [check["message"] for check in by_name["slow"]["checks"]]
+    # `add` runs out its 4 s call limit (and is not called again); `double` then meets the end of the budget.
+    assert by_name["slow"]["total"] == 0 and any("used up its time budget of 6 s" in message for message in messages), messages
     assert by_name["solved"]["total"] == 4, "the next submission has a budget of its own"
 
 

@@ -156,3 +156,17 @@ def test_finding_the_interpreters_folders_imports_no_torch():
     code = "import sys, infralens.grading.sandbox as s; s.interpreter_paths(); s.site_folders(); print('torch' in sys.modules, 'numpy' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(REPO))
     assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+def test_the_worker_preloads_only_the_heavy_libraries_lab_code_imports(tmp_path):
+    """numpy and torch load before the worker's hello (off the learner's clock) when lab code needs them."""
+    from infralens.grading.remote import HEAVY_LIBRARIES, heavy_libraries
+
+    assert heavy_libraries(Path(REPO) / "exercises") == HEAVY_LIBRARIES, "every real lab's starter imports torch"
+    starters, submission = tmp_path / "exercises", tmp_path / "submission"
+    write(starters / "lab99_demo" / "demo.py", "def add(a, b):\n    return a + b\n")
+    assert heavy_libraries(starters) == ()
+    write(submission / "lab99_demo" / "demo.py", "import torch.nn\nfrom numpy import array\n")
+    assert heavy_libraries(starters, submission) == ("numpy", "torch"), "what the submission imports counts too"
+    write(submission / "lab99_demo" / "broken.py", "def (:\n")
+    assert heavy_libraries(starters, submission) == HEAVY_LIBRARIES, "a file that cannot be parsed counts as importing everything"

@@ -17,6 +17,7 @@ starts a fresh one: no reply is ever read for the wrong request.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import json
 import os
@@ -57,6 +58,32 @@ class LearnerTimeout(LearnerProcessError):
     """A call into learner code ran past its time limit; ``learner_frames`` ends with where it was."""
 
 
+HEAVY_LIBRARIES = ("numpy", "torch")  # imported by the worker before its hello, on the judge's clock
+
+
+def heavy_libraries(*code_roots: Path) -> tuple[str, ...]:
+    """The :data:`HEAVY_LIBRARIES` imported by the lab modules under ``code_roots`` (folders of
+    ``labNN_*`` folders: the starters, and the submission's own code).
+
+    The worker imports these before it says it is ready, so the learner's time limits never pay for
+    them; lab code that needs neither (a small synthetic lab) starts without them. Files are only
+    parsed, never run; one that cannot be parsed counts as importing everything.
+    """
+    imported: set[str] = set()
+    for root in code_roots:
+        for module in Path(root).glob("lab*/*.py"):
+            try:
+                tree = ast.parse(module.read_text(encoding="utf-8"))
+            except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+                return HEAVY_LIBRARIES
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    imported.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    imported.add(node.module.split(".")[0])
+    return tuple(name for name in HEAVY_LIBRARIES if name in imported)
+
+
 class Worker:
     """One learner process for one submission: started on first use, replaced after a crash or time-out.
 
@@ -74,6 +101,7 @@ class Worker:
         *,
         isolation: str = "auto",
         budget_seconds: float | None = None,
+        preload: tuple[str, ...] = HEAVY_LIBRARIES,
     ):
         from infralens.grading import sandbox  # imported here: the learner's own runs never pay for it
 
@@ -83,6 +111,7 @@ class Worker:
         self.display_root = display_root
         self.call_timeout = call_timeout
         self.budget_seconds = budget_seconds
+        self.preload = preload
         self.deadline = time.monotonic() + budget_seconds if budget_seconds else None
         self.limits = sandbox.Limits(memory_bytes=memory_bytes, cpu_seconds=int(budget_seconds or 600) + 1)
         found = sandbox.availability()
@@ -117,7 +146,10 @@ class Worker:
         tooling = scratch / "tooling" / "infralens"
         shutil.copytree(Path(__file__).resolve().parent.parent, tooling, ignore=shutil.ignore_patterns("__pycache__"), copy_function=_copy_readable)
         _open_folders(scratch / "tooling")
-        config = {"site": sandbox.site_folders(), "in": request_read, "out": reply_write, "uid": self.uid, "rlimits": self.limits.rlimits(count_processes=bool(self.bwrap) or self.uid is not None)}
+        config = {
+            "site": sandbox.site_folders(), "in": request_read, "out": reply_write, "uid": self.uid, "preload": list(self.preload),
+            "rlimits": self.limits.rlimits(count_processes=bool(self.bwrap) or self.uid is not None),
+        }
         worker = [sys.executable, "-I", "-S", "-B", "-c", BOOTSTRAP]
         if self.bwrap:
             # Tooling and lab code are mounted read-only: nothing the learner can change.
