@@ -342,7 +342,7 @@ def test_int8_matmul_is_exact(lab, seed, m, k, n):
     b = torch.randint(-127, 128, (n, k), generator=gen).to(I8)
     expected = (a.long() @ b.long().t()).to(I32)  # int64 sums, exact
     why = ("every int32 sum exact: a is (M, K), b is (N, K) like an nn.Linear weight, so the result is a @ b.T, (M, N)"
-           + ("; with K = 1 PyTorch's CPU torch._int_mm returns wrong sums: take the exact path when int_mm_applies(a, b) is False" if k == 1 else ""))
+           + ("; with K = 1 PyTorch's CPU torch._int_mm returns wrong sums on some CPUs: take the exact path when int_mm_applies(a, b) is False" if k == 1 else ""))
     assert_tensor_equal(lab.activation_quant.int8_matmul(a, b), expected, f"int8_matmul(a ({m}, {k}), b ({n}, {k}))", why)
 
 

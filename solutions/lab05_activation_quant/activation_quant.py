@@ -103,8 +103,8 @@ def int_mm_applies(a: Tensor, b: Tensor) -> bool:
     """True when ``torch._int_mm(a, b.t())`` runs for int8 ``a (M, K)`` and ``b (N, K)``.
 
     ``torch._int_mm`` multiplies 2-D int8 matrices into int32. On CPU (recent PyTorch) it takes
-    any shape but ``K = 1``: there an ``(M, 1)`` operand's strides are ambiguous and PyTorch
-    2.13's CPU kernel returns wrong sums (zeros), so this lab takes the exact path instead. On
+    any shape but ``K = 1``: there an ``(M, 1)`` operand's strides are ambiguous and on some
+    CPUs PyTorch 2.13's kernel returns wrong sums (zeros), so this lab takes the exact path. On
     CUDA (cuBLASLt's int8 GEMM) it needs ``M > 16`` and ``K`` and ``N`` positive multiples of 8,
     and ``b.t()`` of a row-major ``b`` is the column-major operand it wants. Batch-1 decode
     (``M = 1``) therefore never takes this path on a GPU.
