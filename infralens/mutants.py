@@ -14,8 +14,10 @@ Mutants live as data in ``tests/mutants/labNN_slug.toml``::
 ``find`` must occur exactly once in the solution, so a mutant that no longer applies after the
 solution changes is reported instead of silently testing nothing.
 
-All mutants of a lab run in one pytest session (:mod:`infralens.sweep`): public checks until the
-first failure, then the hidden checks once per seed in :data:`SEEDS`.
+All mutants of a lab run in one pytest session (:mod:`infralens.sweep`) after the reference:
+public checks until the first failure, then the hidden checks once per seed in :data:`SEEDS`,
+each time only the checks that call the function a mutant changes (the others provably give the
+reference's verdict; see :mod:`infralens.sweep`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infralens.hints import tomllib
-from infralens.sweep import Target, TargetRun, sweep
+from infralens.sweep import Change, Target, TargetRun, changed_lines, sweep
 
 SEEDS = (1, 2, 3)
 
@@ -77,8 +79,13 @@ def load_mutants(path: Path) -> list[Mutant]:
     return mutants
 
 
-def apply_mutant(solution_dir: Path, mutant: Mutant, into: Path) -> Path:
-    """Copy ``solution_dir`` to ``into/<lab folder>`` with ``mutant`` applied; return ``into``."""
+def mutant_target(solution_dir: Path, mutant: Mutant, into: Path, baseline: str, seeds: tuple[int, ...] = SEEDS) -> Target:
+    """Copy ``solution_dir`` to ``into/<lab folder>`` with ``mutant`` applied, as a sweep target.
+
+    The target runs public checks until one catches the mutant, then the hidden checks once per
+    seed, each time only the checks that can see the change from ``baseline`` (the sweep target
+    that ran ``solution_dir`` with ``record_calls``).
+    """
     target = into / solution_dir.name
     shutil.copytree(solution_dir, target, ignore=shutil.ignore_patterns("__pycache__"))
     source = target / mutant.file
@@ -89,19 +96,21 @@ def apply_mutant(solution_dir: Path, mutant: Mutant, into: Path) -> Path:
     if count != 1:
         raise MutantError(f"mutant {mutant.name!r}: `find` occurs {count} times in {solution_dir.name}/{mutant.file}, expected exactly once")
     source.write_text(text.replace(mutant.find, mutant.replace), encoding="utf-8")
-    return into
+    start = text.index(mutant.find)
+    first, last, in_function = changed_lines(text, start, start + len(mutant.find))
+    change = Change(baseline, f"{solution_dir.name}/{mutant.file}", first, last, in_function)
+    return Target(mutant.name, into, seeds, until_caught=True, change=change)
 
 
 def run_mutants(repo_root: Path, lab_folder: str) -> list[MutantResult]:
     """Run the lab's checks against every mutant in ``tests/mutants/<lab_folder>.toml``, in one session."""
     repo_root = Path(repo_root).resolve()
     mutants = load_mutants(repo_root / "tests" / "mutants" / f"{lab_folder}.toml")
+    solutions = repo_root / "solutions"
     with tempfile.TemporaryDirectory(prefix="infralens-mutants-") as scratch:
-        targets = []
-        for mutant in mutants:
-            tree = apply_mutant(repo_root / "solutions" / lab_folder, mutant, Path(scratch) / mutant.name)
-            targets.append(Target(mutant.name, tree, SEEDS, until_caught=True))
-        runs = sweep(repo_root, lab_folder, targets)
+        baseline = Target("reference", solutions, SEEDS, record_calls=True)
+        targets = [mutant_target(solutions / lab_folder, m, Path(scratch) / m.name, baseline.name) for m in mutants]
+        runs = sweep(repo_root, lab_folder, [baseline, *targets])[1:]
     return [judge_mutant(lab_folder, mutant, run) for mutant, run in zip(mutants, runs)]
 
 

@@ -7,14 +7,23 @@ every mutant, generated adversarial trees — switching the tree the ``lab`` fix
 seed hidden checks draw from between targets. Each target's modules load under their own
 package name (see :class:`infralens.loader.LabCode`), so targets never share learner state.
 
+A target that differs from another by a few known lines (a mutant of the reference) runs only
+the checks that can see the difference: the sweep records which functions of the reference each
+check calls, and a check that never called a function holding the changed lines runs exactly
+the reference's code on the changed tree too, so its verdict is the reference's. A change
+outside every function body (module level, a signature, a class body) runs every check.
+
 Used by ``infralens mutants`` and by the repository's invariant tests.
 """
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
+import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytest
@@ -24,18 +33,105 @@ from infralens.progress import PASSED, SKIPPED
 
 
 @dataclass(frozen=True)
+class Change:
+    """Lines ``first_line..last_line`` (1-based, inclusive) of ``file`` (relative to the code root,
+    e.g. ``lab05_activation_quant/activation_quant.py``) differ from the target named ``baseline``.
+
+    ``in_function`` is True when the lines lie inside one function's body (see
+    :func:`changed_lines`); only then can checks be skipped.
+    """
+
+    baseline: str
+    file: str
+    first_line: int
+    last_line: int
+    in_function: bool
+
+
+@dataclass(frozen=True)
 class Target:
     """One tree to run the lab's checks against.
 
     ``code_root`` holds the ``labNN_*`` folder. Public checks run once (their inputs are fixed);
     hidden checks run once per seed in ``seeds``. With ``until_caught``, public checks stop at
     the first failure: enough to know that a mutant is caught, at a fraction of the cost.
+    ``record_calls`` records which functions of the tree each check calls, for later targets
+    whose ``change`` names this one as baseline.
     """
 
     name: str
     code_root: Path
     seeds: tuple[int, ...] = (0,)
     until_caught: bool = False
+    record_calls: bool = False
+    change: Change | None = None
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "code_root": str(self.code_root)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Target":
+        change = Change(**data["change"]) if data.get("change") else None
+        return cls(
+            data["name"], Path(data["code_root"]), tuple(data.get("seeds", (0,))),
+            bool(data.get("until_caught", False)), bool(data.get("record_calls", False)), change,
+        )
+
+
+def changed_lines(source: str, start: int, end: int) -> tuple[int, int, bool]:
+    """``(first_line, last_line, in_function)`` of the characters ``source[start:end]``.
+
+    ``in_function`` is True when those lines lie inside the body of a ``def`` (at any depth)
+    that starts below its signature: then only code that calls that function runs them. A change
+    on a signature or decorator (defaults and annotations are evaluated at import), in a one-line
+    ``def``, or at module or class level is not in a function.
+    """
+    first = source.count("\n", 0, start) + 1
+    last = first + source.count("\n", start, max(start, end - 1))
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body_start = node.body[0].lineno
+            if node.lineno < body_start <= first and last <= node.end_lineno:
+                return first, last, True
+    return first, last, False
+
+
+class _CallRecorder:
+    """Collects ``(file, first_line, last_line)`` of every Python function of one tree that runs.
+
+    Installed with :func:`sys.setprofile` around one check; ``file`` is relative to the tree.
+    Functions that run while a module of the tree is being imported land in ``at_import``: what
+    they compute is shared by every later check. Module and class bodies themselves are not
+    recorded (they are not functions; a change there is never ``in_function``).
+    """
+
+    def __init__(self, code_root: Path):
+        self.prefix = str(code_root) + "/"
+        self.spans: set[tuple[str, int, int]] = set()
+        self.at_import: set[tuple[str, int, int]] = set()
+        self._seen: set = set()
+
+    def __call__(self, frame, event, arg) -> None:
+        if event != "call":
+            return
+        code = frame.f_code
+        if code in self._seen or not code.co_filename.startswith(self.prefix):
+            return
+        self._seen.add(code)
+        if not code.co_flags & inspect.CO_OPTIMIZED:
+            return
+        last = max((line for _, _, line in code.co_lines() if line), default=code.co_firstlineno)
+        span = (code.co_filename[len(self.prefix):], code.co_firstlineno, last)
+        self.spans.add(span)
+        if self._importing(frame.f_back):
+            self.at_import.add(span)
+
+    def _importing(self, frame) -> bool:
+        while frame is not None:
+            if frame.f_code.co_name == "<module>" and frame.f_code.co_filename.startswith(self.prefix):
+                return True
+            frame = frame.f_back
+        return False
 
 
 @dataclass
@@ -45,6 +141,8 @@ class TargetRun:
     name: str
     public: list[dict] = field(default_factory=list)
     hidden: dict[int, list[dict]] = field(default_factory=dict)
+    # Checks not run because they never call the changed lines (their verdict is the baseline's).
+    unaffected: list[str] = field(default_factory=list)
 
     @property
     def checks(self) -> list[dict]:
@@ -63,11 +161,13 @@ class TargetRun:
         return {seed: frozenset(row["nodeid"] for row in self.failing(rows)) for seed, rows in self.hidden.items()}
 
     def to_json(self) -> dict:
-        return {"name": self.name, "public": self.public, "hidden": {str(seed): rows for seed, rows in self.hidden.items()}}
+        hidden = {str(seed): rows for seed, rows in self.hidden.items()}
+        return {"name": self.name, "public": self.public, "hidden": hidden, "unaffected": self.unaffected}
 
     @classmethod
     def from_json(cls, data: dict) -> "TargetRun":
-        return cls(data["name"], data["public"], {int(seed): rows for seed, rows in data["hidden"].items()})
+        hidden = {int(seed): rows for seed, rows in data["hidden"].items()}
+        return cls(data["name"], data["public"], hidden, list(data.get("unaffected", [])))
 
 
 class _Sweep:
@@ -76,27 +176,66 @@ class _Sweep:
     def __init__(self, targets: list[Target]):
         self.targets = targets
         self.runs: list[TargetRun] = []
+        # {target name: {check node id: spans of the target's functions it called}}
+        self.calls: dict[str, dict[str, set[tuple[str, int, int]]]] = {}
+        # {target name: spans of the functions that ran while its modules were imported}
+        self.at_import: dict[str, set[tuple[str, int, int]]] = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         kata = session.config.pluginmanager.get_plugin("infralens-session")
-        public = [item for item in session.items if not _is_hidden(item)]
-        hidden = [item for item in session.items if _is_hidden(item)]
         for target in self.targets:
             run = TargetRun(target.name)
+            items = self._affected(target, session.items)
+            run.unaffected = [item.nodeid for item in session.items if item not in items]
+            public = [item for item in items if not _is_hidden(item)]
+            hidden = [item for item in items if _is_hidden(item)]
             kata.retarget(target.code_root, str(target.code_root), target.seeds[0])
             for item in public:
-                runtestprotocol(item, log=False, nextitem=None)
+                self._run(target, item)
                 if target.until_caught and kata.records[item.nodeid].outcome not in (PASSED, SKIPPED):
                     break
             run.public = [record.to_json() for record in kata.records.values()]
             for seed in target.seeds:
                 kata.retarget(target.code_root, str(target.code_root), seed)
                 for item in hidden:
-                    runtestprotocol(item, log=False, nextitem=None)
+                    self._run(target, item)
                 run.hidden[seed] = [record.to_json() for record in kata.records.values()]
             self.runs.append(run)
         return True
+
+    def _run(self, target: Target, item: pytest.Item) -> None:
+        if not target.record_calls:
+            runtestprotocol(item, log=False, nextitem=None)
+            return
+        recorder = _CallRecorder(Path(target.code_root).resolve())
+        sys.setprofile(recorder)
+        try:
+            runtestprotocol(item, log=False, nextitem=None)
+        finally:
+            sys.setprofile(None)
+        self.calls.setdefault(target.name, {}).setdefault(item.nodeid, set()).update(recorder.spans)
+        self.at_import.setdefault(target.name, set()).update(recorder.at_import)
+
+    def _affected(self, target: Target, items: list[pytest.Item]) -> list[pytest.Item]:
+        """The checks that can see ``target.change``: every check, unless the change lies in a
+        function body, the baseline recorded every check's calls and no import ran the change;
+        then the checks that called a function holding the changed lines.
+
+        Sound for labs whose checks share no state through the lab's code (no caches, no
+        module globals written by a call): a skipped check runs the baseline's code exactly.
+        """
+        change = target.change
+        calls = self.calls.get(change.baseline) if change else None
+        if change is None or not change.in_function or calls is None or any(item.nodeid not in calls for item in items):
+            return list(items)
+
+        def touches(spans: set[tuple[str, int, int]]) -> bool:
+            return any(file == change.file and first <= change.last_line and change.first_line <= last for file, first, last in spans)
+
+        if touches(self.at_import.get(change.baseline, set())):
+            return list(items)
+        return [item for item in items if touches(calls[item.nodeid])]
 
 
 def _is_hidden(item: pytest.Item) -> bool:
@@ -133,16 +272,11 @@ def sweep(repo_root: Path, lab_folder: str, targets: list[Target]) -> list[Targe
 def main(argv: list[str] | None = None) -> int:
     """``python -m infralens.sweep REPO LAB TARGETS.json OUT.json``: a sweep in its own process.
 
-    ``TARGETS.json`` is a list of ``{"name", "code_root", "seeds", "until_caught"}``; ``OUT.json``
-    receives the list of :class:`TargetRun` as JSON.
+    ``TARGETS.json`` is a list of :meth:`Target.to_json`; ``OUT.json`` receives the list of
+    :class:`TargetRun` as JSON.
     """
-    import sys
-
     repo, lab_folder, targets_path, out_path = (argv if argv is not None else sys.argv[1:])
-    targets = [
-        Target(t["name"], Path(t["code_root"]), tuple(t.get("seeds", (0,))), bool(t.get("until_caught", False)))
-        for t in json.loads(Path(targets_path).read_text(encoding="utf-8"))
-    ]
+    targets = [Target.from_json(data) for data in json.loads(Path(targets_path).read_text(encoding="utf-8"))]
     runs = sweep(Path(repo), lab_folder, targets)
     Path(out_path).write_text(json.dumps([run.to_json() for run in runs]), encoding="utf-8")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,8 +15,8 @@ import pytest
 
 import lab_sources
 from infralens.labs import discover_labs
-from infralens.mutants import Mutant, apply_mutant, load_mutants
-from infralens.sweep import TargetRun
+from infralens.mutants import Mutant, load_mutants, mutant_target
+from infralens.sweep import Target, TargetRun
 
 REPO = Path(__file__).resolve().parent.parent
 LABS = [lab.folder for lab in discover_labs(REPO)]
@@ -35,7 +36,8 @@ _sweeps: dict[str, "LabSweep"] = {}
 class LabSweep:
     """Every run of one lab's checks that the invariant tests judge, from one pytest session:
     the starter, the reference, the adversarial trees of :data:`lab_sources.ADVERSARIAL_BODIES`
-    and every mutant (public checks until caught, hidden checks once per seed)."""
+    and every mutant (public checks until caught, hidden checks once per seed; only the checks
+    that call the function a mutant changes, see :mod:`infralens.sweep`)."""
 
     runs: dict[str, TargetRun]
     mutants: list[Mutant]
@@ -46,19 +48,15 @@ def sweep_lab(lab_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LabS
     if lab_folder in _sweeps:
         return _sweeps[lab_folder]
     scratch = tmp_path_factory.mktemp(f"sweep-{lab_folder}")
-    targets = [
-        {"name": "starter", "code_root": str(REPO / "exercises"), "seeds": [SEEDS[0]]},
-        {"name": "solution", "code_root": str(REPO / "solutions"), "seeds": list(SEEDS)},
-    ]
+    targets = [Target("starter", REPO / "exercises", SEEDS[:1]), Target("solution", REPO / "solutions", SEEDS, record_calls=True)]
     for name, body in lab_sources.ADVERSARIAL_BODIES.items():
-        tree = lab_sources.write_adversarial_tree(REPO / "exercises" / lab_folder, body, scratch / name)
-        targets.append({"name": name, "code_root": str(tree), "seeds": list(SEEDS)})
+        targets.append(Target(name, lab_sources.write_adversarial_tree(REPO / "exercises" / lab_folder, body, scratch / name), SEEDS))
     mutants_file = REPO / "tests" / "mutants" / f"{lab_folder}.toml"
     mutants = load_mutants(mutants_file) if mutants_file.is_file() else []
     for mutant in mutants:
-        tree = apply_mutant(REPO / "solutions" / lab_folder, mutant, scratch / "mutants" / mutant.name)
-        targets.append({"name": f"mutant:{mutant.name}", "code_root": str(tree), "seeds": list(SEEDS), "until_caught": True})
-    (scratch / "targets.json").write_text(json.dumps(targets), encoding="utf-8")
+        target = mutant_target(REPO / "solutions" / lab_folder, mutant, scratch / "mutants" / mutant.name, baseline="solution")
+        targets.append(dataclasses.replace(target, name=f"mutant:{mutant.name}"))
+    (scratch / "targets.json").write_text(json.dumps([target.to_json() for target in targets]), encoding="utf-8")
     # One thread: a lab's tensors are tiny, and torch's thread pool costs 10-25x on them when the
     # machine is busy.
     done = run_python("-m", "infralens.sweep", str(REPO), lab_folder, str(scratch / "targets.json"), str(scratch / "runs.json"), env={"OMP_NUM_THREADS": "1"})

@@ -1,0 +1,107 @@
+"""The sweep runs a mutant only against the checks that can see its change, and never skips one that can."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from conftest import run_python, write
+from infralens.mutants import Mutant, mutant_target
+from infralens.sweep import Target, TargetRun, changed_lines
+
+SOURCE = textwrap.dedent('''
+    import functools
+
+    LIMIT = 3
+
+
+    @functools.wraps(print)
+    def decorated(a: int = 1) -> int:
+        """Doc."""
+        return a
+
+
+    def outer(a: int) -> int:
+        def inner(b: int) -> int:
+            return b + 1
+        return inner(a)
+
+
+    def one_liner(a: int) -> int: return a
+''').lstrip()
+
+
+@pytest.mark.parametrize(("find", "expected"), [
+    ("LIMIT = 3", (3, 3, False)),  # module level: every check sees it
+    ("@functools.wraps(print)", (6, 6, False)),  # a decorator runs at import
+    ("def decorated(a: int = 1)", (7, 7, False)),  # a default is evaluated at import
+    ('"""Doc."""\n    return a', (8, 9, True)),  # a body: only callers of decorated see it
+    ("return b + 1", (14, 14, True)),  # a nested body
+    ("        return b + 1\n    return inner(a)", (14, 15, True)),  # two lines of one body
+    ("return a\n", (18, 18, False)),  # a one-line def: body and signature share the line
+])
+def test_changed_lines_say_whether_a_change_is_inside_one_function_body(find, expected):
+    start = SOURCE.index(find) if find != "return a\n" else SOURCE.rindex(find)
+    assert changed_lines(SOURCE, start, start + len(find)) == expected
+
+
+MODULE_WITH_IMPORT_TIME_CALL = '''
+"""Demo lab: add two numbers."""
+
+
+def _offset() -> int:
+    return 0
+
+
+OFFSET = _offset()
+
+
+def add(a: int, b: int) -> int:
+    """Return a + b."""
+    return a + b + OFFSET
+
+
+def double(a: int) -> int:
+    """Return 2a."""
+    return 2 * a
+'''
+
+
+def _sweep(kata_repo, tmp_path, mutants: list[Mutant]) -> dict[str, TargetRun]:
+    solutions = kata_repo / "solutions"
+    targets = [Target("reference", solutions, (1, 2), record_calls=True)]
+    targets += [mutant_target(solutions / "lab99_demo", m, tmp_path / m.name, "reference", seeds=(1, 2)) for m in mutants]
+    (tmp_path / "targets.json").write_text(json.dumps([t.to_json() for t in targets]), encoding="utf-8")
+    done = run_python("-m", "infralens.sweep", str(kata_repo), "lab99_demo", str(tmp_path / "targets.json"), str(tmp_path / "runs.json"), cwd=kata_repo)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {run.name: run for run in map(TargetRun.from_json, json.loads((tmp_path / "runs.json").read_text(encoding="utf-8")))}
+
+
+def _failing(run: TargetRun) -> set[str]:
+    rows = run.public + [row for rows in run.hidden.values() for row in rows]
+    return {row["nodeid"].split("::")[1] for row in rows if row["outcome"] != "passed"}
+
+
+def test_a_mutant_runs_only_the_checks_that_call_the_changed_function(kata_repo, tmp_path):
+    runs = _sweep(kata_repo, tmp_path, [
+        Mutant("add-body", "demo.py", "", "return a + b", "return a - b"),
+        Mutant("double-body", "demo.py", "", "return 2 * a", "return 3 * a"),
+    ])
+    assert runs["reference"].unaffected == []
+    assert [row.split("::")[1] for row in runs["add-body"].unaffected] == ["test_double"]
+    assert _failing(runs["add-body"]) == {"test_add_small_numbers", "test_add_matches_reference"}
+    assert sorted(row.split("::")[1] for row in runs["double-body"].unaffected) == ["test_add_matches_reference", "test_add_small_numbers"]
+    assert _failing(runs["double-body"]) == {"test_double"}
+
+
+def test_a_change_that_import_time_code_runs_reaches_every_check(kata_repo, tmp_path):
+    write(kata_repo / "solutions/lab99_demo/demo.py", MODULE_WITH_IMPORT_TIME_CALL)
+    runs = _sweep(kata_repo, tmp_path, [
+        Mutant("offset-body", "demo.py", "", "    return 0", "    return 1"),
+        Mutant("module-level", "demo.py", "", "OFFSET = _offset()", "OFFSET = _offset() + 1"),
+    ])
+    for name in ("offset-body", "module-level"):
+        assert runs[name].unaffected == [], f"{name}: every check must run"
+        assert _failing(runs[name]) == {"test_add_small_numbers", "test_add_matches_reference"}
