@@ -63,7 +63,7 @@ class Watcher:
             code = self.process.wait(timeout=DEADLINE_SECONDS)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            raise
+            pytest.fail(f"`infralens watch` did not stop within {DEADLINE_SECONDS} s of Ctrl-C; it printed:\n{self.output()[-3000:]}")
         self.reader.join(timeout=10)
         return code, self.process.stderr.read()
 
@@ -75,6 +75,8 @@ def no_watchfiles(tmp_path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "blocked"), os.environ.get("PYTHONPATH")]))}
 
 
+# Each wait has its own deadline and message; pytest-timeout's backstop must not end the session first.
+@pytest.mark.timeout(8 * DEADLINE_SECONDS)
 @pytest.mark.parametrize("mode", ["watchfiles", "polling"])
 def test_watch_reruns_on_a_real_edit_and_stops_cleanly_on_ctrl_c(kata_repo, request, mode):
     if mode == "watchfiles":
