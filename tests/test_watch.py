@@ -35,6 +35,9 @@ class Watcher:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "infralens", "--root", str(root), "watch", "--lab", "99"],
             cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            # A suite started in the background (`pytest &`) inherits SIGINT ignored, and Python
+            # then installs no Ctrl-C handler; a learner's terminal always delivers it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.lines: list[str] = []
         self.reader = threading.Thread(target=lambda: self.lines.extend(iter(self.process.stdout.readline, "")), daemon=True)
