@@ -30,6 +30,7 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from infralens.progress import PASSED, SKIPPED
+from infralens.sessions import PLUGIN_ARGS, own_session
 
 
 @dataclass(frozen=True)
@@ -257,10 +258,11 @@ def sweep(repo_root: Path, lab_folder: str, targets: list[Target]) -> list[Targe
         args = [
             str(repo_root / "checks" / lab_folder),
             "--rootdir", str(repo_root), "-c", str(repo_root / "pyproject.toml"),
-            "-p", "no:terminal", "-p", "no:cacheprovider",
+            "-p", "no:terminal", "-p", "no:cacheprovider", *PLUGIN_ARGS,
             f"--submission={targets[0].code_root}", f"--infralens-report={report}",
         ]
-        exit_code = int(pytest.main(args, plugins=[plugin]))
+        with own_session():
+            exit_code = int(pytest.main(args, plugins=[plugin]))
     if len(plugin.runs) != len(targets):
         raise RuntimeError(
             f"the checks of {lab_folder} could not be collected (pytest exit code {exit_code}); "

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,11 @@ from infralens.sweep import Target, TargetRun
 
 REPO = Path(__file__).resolve().parent.parent
 LABS = [lab.folder for lab in discover_labs(REPO)]
+# Pytest plugins installed beside the project (hypothesis, pytest-benchmark, anyio, ...) take no part
+# in what these tests check, yet cost every pytest session they start about 2 s of imports: the
+# synthetic checkout's own configuration blocks them.
+OUR_PLUGINS = {"infralens.plugin", "timeout", "xdist", "xdist.looponfail"}
+FOREIGN_PLUGINS = sorted({entry.name for entry in entry_points(group="pytest11")} - OUR_PLUGINS)
 
 
 def run_python(*args: str, cwd: Path = REPO, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -66,10 +72,10 @@ def sweep_lab(lab_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LabS
     return _sweeps[lab_folder]
 
 
-DEMO_PYPROJECT = """
+DEMO_PYPROJECT = f"""
 [tool.pytest.ini_options]
 testpaths = ["checks"]
-addopts = ["--strict-markers", "--strict-config", "-p", "no:cacheprovider"]
+addopts = {json.dumps(["--strict-markers", "--strict-config", "-p", "no:cacheprovider", *(f"-pno:{name}" for name in FOREIGN_PLUGINS)])}
 """
 
 DEMO_STARTER = '''

@@ -30,6 +30,7 @@ from typing import Callable
 
 from infralens.grading.intake import Refused, grader_inodes, readable, take_in
 from infralens.grading.text import safe_text
+from infralens.sessions import PLUGIN_ARGS, own_session_env
 
 JUDGE_GRACE_SECONDS = 120  # collecting the checks and importing the references, beyond the learner's budget
 
@@ -86,7 +87,7 @@ def judge_command(repo_root: Path, submission: Path, options: GradeOptions, repo
     command = [
         sys.executable, "-B", "-m", "pytest", str(repo_root / "checks"),
         "--rootdir", str(repo_root), "-c", str(repo_root / "pyproject.toml"),
-        "-p", "no:cacheprovider", "-p", "infralens.grading.judging", "-q", "--no-header",
+        "-p", "no:cacheprovider", *PLUGIN_ARGS, "-p", "infralens.grading.judging", "-q", "--no-header",
         f"--submission={submission}", "--isolate", f"--isolation={options.isolation}", f"--budget={options.budget:g}",
         f"--seed={options.seed}", f"--infralens-report={report}",
         f"--timeout={options.check_timeout:g}", f"--call-timeout={options.call_timeout:g}", f"--memory-limit={options.memory_mib}",
@@ -100,7 +101,7 @@ def judge_command(repo_root: Path, submission: Path, options: GradeOptions, repo
 
 def _run_judge(command: list[str], cwd: Path, seconds: float) -> tuple[int | None, str]:
     """Run a judge in its own process group; past ``seconds`` kill the group and return ``(None, "")``."""
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**own_session_env(os.environ), "PYTHONDONTWRITEBYTECODE": "1"}
     process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         output, _ = process.communicate(timeout=seconds)
