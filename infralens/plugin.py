@@ -11,7 +11,8 @@ Loaded by the repository's root ``conftest.py``. What it adds to pytest:
   a learner run also keeps its results in ``.infralens/last-run.json`` for ``infralens hint``;
 * ``--call-limit SECONDS`` (ini ``infralens_call_limit``): the time one call into learner code
   may take, and the learner's functions' documented return types, enforced by :mod:`infralens.calls`;
-* the ``check(exercise, points=1)`` marker every check carries, and ``gpu`` for CUDA-only checks;
+* the ``check(exercise, points=1)`` marker every check carries, and ``gpu`` for CUDA-only checks
+  (skipped without CUDA, and under ``--isolate``, where they count toward no total);
 * fixtures ``lab`` (the code under test), ``oracle`` (the reference, hidden checks only), ``seed``, ``rng``;
 * compact, capped failure messages, "not started" instead of tracebacks, a module that does not
   import reported once per lab, and the progress table (honest about runs narrowed by
@@ -61,7 +62,11 @@ HELP_CALL_LIMIT_INI = "default for --call-limit: seconds one call into learner c
 DEFAULT_CALL_LIMIT = "5"
 HELP_MEMORY = "with --isolate: address-space limit of the learner's process in MiB (default 4096)"
 CHECK_MARKER = "check(exercise, points=1): the starter function or class this check grades, and the points it is worth"
-GPU_MARKER = "gpu: needs a CUDA device; skipped with a reason where torch sees none"
+GPU_MARKER = "gpu: needs a CUDA device; skipped with a reason where torch sees none, and under --isolate"
+GPU_ISOLATED = (
+    "a GPU check runs learner code on this process's GPU; under --isolate that code runs in a worker that receives "
+    "CPU tensors (and a sandboxed one has no GPU at all), so the check is skipped and counts toward no total"
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -225,9 +230,14 @@ class InfraLensSession:
             if (self.focus and lab not in self.focus) or (self.exercises and exercise not in self.exercises):
                 deselected.append(item)
                 continue
-            self.collected.append({"nodeid": item.nodeid, "lab": lab.folder, "exercise": exercise, "points": points, "hidden": info.hidden})
-            if item.get_closest_marker("gpu") is not None and not _cuda_available():
-                item.add_marker(pytest.mark.skip(reason="needs a CUDA device; torch.cuda.is_available() is False here"))
+            gpu = item.get_closest_marker("gpu") is not None
+            if gpu and self.config.getoption("isolate"):
+                # Not in `collected`: a check no isolated run can pass counts toward no one's total.
+                item.add_marker(pytest.mark.skip(reason=GPU_ISOLATED))
+            else:
+                self.collected.append({"nodeid": item.nodeid, "lab": lab.folder, "exercise": exercise, "points": points, "hidden": info.hidden})
+                if gpu and not _cuda_available():
+                    item.add_marker(pytest.mark.skip(reason="needs a CUDA device; torch.cuda.is_available() is False here"))
             selected.append(item)
         if deselected:
             config.hook.pytest_deselected(items=deselected)

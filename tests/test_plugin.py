@@ -206,6 +206,24 @@ def test_gpu_checks_skip_with_a_reason_without_cuda(kata_repo, pytester):
     assert "3/3 (+1 skipped)" in out
 
 
+def test_gpu_checks_are_skipped_and_left_out_of_the_totals_under_isolate(kata_repo, pytester, tmp_path):
+    write(kata_repo / "checks/lab99_demo/test_gpu.py", '''
+        import pytest
+
+        @pytest.mark.gpu
+        @pytest.mark.check("add", points=5)
+        def test_on_gpu(lab):
+            assert False, "must not run in an isolated run"
+    ''')
+    report = tmp_path / "report.json"
+    result = _run(pytester, "--collect-only", "--isolate", f"--infralens-report={report}")
+    assert result.ret == 0, result.stdout.str()
+    collected = json.loads(report.read_text())["collected"]
+    assert {c["nodeid"].split("::")[1] for c in collected} == {"test_add_small_numbers", "test_double", "test_add_matches_reference"}
+    out = _run(pytester, "--solutions", "--isolate", "-rs", "-k", "gpu").stdout.str()
+    assert "1 skipped" in out and "under --isolate that code runs in a worker that receives CPU tensors" in out
+
+
 def test_hidden_inputs_follow_the_seed_and_the_seed_is_recorded(kata_repo, pytester, tmp_path):
     write(kata_repo / "checks/lab99_demo/test_hidden_demo.py", '''
         import pytest
