@@ -17,7 +17,6 @@ COMING = {
     5: ("lab05_activation_quant", "activation quantization"),
     6: ("lab06_kv_quant", "KV-cache quantization"),
     7: ("lab07_quality_risk", "quality risk"),
-    8: ("lab08_kernels", "kernels"),
 }
 
 
