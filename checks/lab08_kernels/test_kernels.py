@@ -309,6 +309,16 @@ UP_CASES = {
 }
 
 
+WEIGHT_MISTAKES = {
+    ("int8", 58_720_256): "that is the codes alone: the 14336 per-channel scales are stored too",
+    ("int8", 58_777_600): "that counts float32 scales: scales are stored in the compute dtype, bf16 (2 bytes)",
+    ("int4", 60_096_512): "that is one byte per int4 code: two codes pack into a byte",
+    ("int4", 29_360_128): "that is the packed codes alone: a scale and a zero point per group of 128 are stored too",
+    ("int4", 30_277_632): "that leaves out the zero points: one uint8 per group",
+    ("int4", 31_653_888): "that counts float32 scales: scales are stored in the compute dtype, bf16 (2 bytes)",
+}
+
+
 def _traffic(result, what: str) -> tuple[int, int, int]:
     """``(weight_bytes, activation_bytes, materialized_bytes)`` of a LinearTraffic, each an int."""
     fields = tuple(getattr(result, name, None) for name in ("weight_bytes", "activation_bytes", "materialized_bytes"))
@@ -325,9 +335,7 @@ def test_linear_traffic_of_a_llama3_8b_decode_step(lab, weight_format, fused):
     weight, activations_, materialized = UP_CASES[(weight_format, fused)]
     weight_why = {"dense": "4096 × 14336 × 2 bytes", "int8": "4096 × 14336 one-byte codes + 14336 bf16 scales",
                   "int4": "4096 × 14336 / 2 bytes of packed codes + 14336 × 32 groups × (2-byte scale + 1-byte zero point)"}[weight_format]
-    known = {4096 * 14336: "one byte per int4 code: two codes pack into a byte", 29_360_128: "the scales and zero points are stored too",
-             29_818_880: "the scales are stored in bf16 (2 bytes) and the zero points as uint8 (1 byte)", 58_720_256: "the per-channel scales are stored too"}
-    assert_exact(actual[0], weight, f"{what}.weight_bytes", known.get(actual[0], weight_why) if actual[0] != weight else weight_why)
+    assert_exact(actual[0], weight, f"{what}.weight_bytes", WEIGHT_MISTAKES.get((weight_format, actual[0]), weight_why))
     assert_exact(actual[1], activations_, f"{what}.activation_bytes", "x read and y written: 4096 × 2 + 14336 × 2 bytes in bf16")
     why = ("a dequantize-then-matmul path writes the whole weight in bf16, 4096 × 14336 × 2 bytes" if materialized else
            "a fused kernel widens codes in registers and a dense weight needs no copy: nothing is materialized")

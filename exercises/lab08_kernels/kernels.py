@@ -70,7 +70,7 @@ def check_param(tensor: object, name: str, dtypes: tuple[torch.dtype, ...], shap
     """Raise ``ValueError`` unless ``tensor`` is a tensor of one of ``dtypes`` and exactly ``shape``.
 
     The message names ``name`` and both the expected and the actual dtype or shape, e.g.
-    ``"scale has shape (3, 1), expected (3,): ..."``.
+    ``"scale has shape (3, 1), expected (3,)"``.
     """
     if not isinstance(tensor, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
@@ -97,7 +97,8 @@ def check_weight(tensor: object, name: str, dtype: torch.dtype) -> tuple[int, in
 
 def check_activations(x: object, in_features: int) -> None:
     """Raise ``ValueError`` unless ``x`` is a non-empty tensor of a dtype in ``ACTIVATION_DTYPES``
-    whose last dim is ``in_features``; the message names the dtype, or both shapes."""
+    whose last dim is ``in_features``; the message names the dtype, or ``x``'s shape and
+    ``in_features``."""
     if not isinstance(x, Tensor):
         raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in ACTIVATION_DTYPES:
@@ -161,7 +162,7 @@ class LinearTraffic:
 
 
 def int8_weight_only_linear(x: Tensor, qweight: Tensor, scale: Tensor) -> Tensor:
-    """``x @ (qweight × scale)ᵀ`` for int8 codes with one scale per output channel: gpt-fast's int8 linear.
+    """``x @ (qweight × scale)ᵀ`` for int8 codes with one scale per output channel (gpt-fast's ``WeightOnlyInt8Linear``).
 
     ``qweight`` is ``torch.int8 (N, K)``, ``scale`` is ``(N,)`` in a dtype of
     ``ACTIVATION_DTYPES``, ``x`` is ``(..., K)`` in one of them too. Returns ``(..., N)`` in
@@ -169,7 +170,8 @@ def int8_weight_only_linear(x: Tensor, qweight: Tensor, scale: Tensor) -> Tensor
     along ``k``, so it factors out of the sum: multiply the sums, never the weight. Compute in
     float32 and round to ``x``'s dtype once, at the end: the unscaled sums of int8 codes overflow
     float16 (127 × 1024 inputs of magnitude 1 is 130,048 > 65,504), so the sum must not be rounded
-    to ``x``'s dtype before the scale is applied.
+    to ``x``'s dtype before the scale is applied. (gpt-fast does round first, in bfloat16, whose
+    range is float32's.)
 
     An eager version converts the whole weight first (``qweight.float()``): correct, but it
     materializes the (N, K) copy that a fused kernel avoids by widening codes in registers.
