@@ -9,12 +9,12 @@ exercise it names.
 
 What the speed and memory checks trust (the lab's README has the whole threat model): every
 figure they judge is either computed by your code and checked for correctness, or measured here,
-in the checking process, on code that is not yours. Your functions are timed from here by the
-wall clock around each call (when graded, your code runs in a sandboxed worker: the pipe is part
-of the call, and nothing that runs there can reach this clock); the naive baseline is trusted
-code timed by this process's own CPU time, which load from another process cannot inflate. Each
-timed call gets fresh activations and its result is checked, so neither a cached nor a wrong
-answer counts as fast. Memory is never measured in your code: you predict the bytes, and the
+in the checking process, on code that is not yours. The naive baseline is trusted code timed by
+this process's own CPU time, which load from another process cannot inflate. Your functions are
+timed from here too: when graded, your code runs in a sandboxed worker and each call is timed by
+this process's wall clock, the pipe included, which nothing running there can reach; in your own
+runs, by the same CPU clock as the baseline, so a busy machine slows neither. Each timed call gets
+fresh activations and its result is checked, so neither a cached nor a wrong answer counts as fast. Memory is never measured in your code: you predict the bytes, and the
 checks measure the naive path, which is not yours.
 """
 
@@ -486,7 +486,7 @@ def test_int8_weight_only_is_faster_than_bf16_at_decode_on_a_gpu(lab):
     speedup = 1 / comparison.ratio
     moved = n * k + 2 * n + 2 * k + 2 * n  # int8 codes, bf16 scales, x and y
     assert speedup >= GPU_DECODE_FLOOR, (
-        f"{what}, compiled: {comparison.candidate} against bf16 F.linear's {comparison.baseline}: {speedup:.2f}× faster, "
+        f"{what}, compiled: {comparison.candidate} against bf16 F.linear's {comparison.baseline}, a speedup of {speedup:.2f}× at "
         f"{_bandwidth_report(moved, comparison.candidate.median)}; expected at least {GPU_DECODE_FLOOR}× (2× is the bound: half the bytes). "
         "Sum against qweight widened inside the matmul (F.linear(x.float(), qweight.float()) * scale) and let the compiler fuse it; "
         "a dequantized weight written to memory first moves more bytes than bf16"
@@ -523,7 +523,7 @@ def test_int8_dynamic_is_faster_than_bf16_at_large_batch_on_a_gpu(lab):
                       candidate_clock="cuda", baseline_clock="cuda", warmup=3)
     speedup = 1 / comparison.ratio
     assert speedup >= GPU_PREFILL_FLOOR, (
-        f"{what}, compiled: {comparison.candidate} against bf16 F.linear's {comparison.baseline}: {speedup:.2f}× faster; expected at least "
+        f"{what}, compiled: {comparison.candidate} against bf16 F.linear's {comparison.baseline}, a speedup of {speedup:.2f}×; expected at least "
         f"{GPU_PREFILL_FLOOR}×. The bare kernels: torch._int_mm {kernels.candidate} against bf16 mm {kernels.baseline} "
         f"({1 / kernels.ratio:.2f}×). Use torch._int_mm where int_mm_applies (M > 16 here) and keep quantization and rescaling elementwise, "
         "so the compiler fuses them"
