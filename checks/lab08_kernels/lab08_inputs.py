@@ -17,7 +17,11 @@ SCALE_EPS = torch.finfo(torch.float32).tiny
 FLOAT32_UNIT = 2.0**-24
 
 UNIT_ROUNDOFF = {F32: 2.0**-24, F16: 2.0**-11, BF16: 2.0**-8}
-"""Half the spacing of a dtype's numbers, relative: the largest error of one rounding to it."""
+"""Half the spacing of a dtype's normal numbers, relative: the largest error of one rounding to it."""
+
+HALF_SUBNORMAL = {F32: 2.0**-150, F16: 2.0**-25, BF16: 2.0**-134}
+"""Half a dtype's smallest subnormal: the absolute error of one rounding below its normal range
+(float16's starts at 6.1e-5, so a tiny output or weight in float16 is off by up to 3e-8)."""
 
 
 def torch_generator(seed: int) -> torch.Generator:
@@ -72,15 +76,15 @@ def reference(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 def weight_only_bound(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The largest ``|y - x @ Wᵀ|`` allowed per output of a weight-only linear, float64 ``(..., N)``.
 
-    With ``u`` the unit roundoff of ``x``'s dtype, ``R = x @ Wᵀ`` and ``S = |x| @ |W|ᵀ``:
-    ``3u·|R|`` for up to three roundings to ``x``'s dtype (the sums, the scale, their product, as in
-    gpt-fast's order), ``u·S`` for the weight dequantized in ``x``'s dtype, and ``(K + 2)·2^-24·S``
-    for float32 accumulation of ``K`` products.
+    With ``u`` the unit roundoff of ``x``'s dtype, ``η`` half its smallest subnormal, ``R = x @ Wᵀ``
+    and ``S = |x| @ |W|ᵀ``: ``3(u·|R| + η)`` for up to three roundings to ``x``'s dtype (the sums,
+    the scale, their product, as in gpt-fast's order), ``u·S + η·Σ|x|`` for the weight dequantized
+    in ``x``'s dtype, and ``(K + 2)·2^-24·S`` for float32 accumulation of ``K`` products.
     """
-    u, k = UNIT_ROUNDOFF[x.dtype], weight.shape[1]
+    u, eta, k = UNIT_ROUNDOFF[x.dtype], HALF_SUBNORMAL[x.dtype], weight.shape[1]
     exact = reference(x, weight)
     magnitude = x.double().abs() @ weight.double().abs().t()
-    return 3 * u * exact.abs() + (u + (k + 2) * FLOAT32_UNIT) * magnitude
+    return 3 * (u * exact.abs() + eta) + (u + (k + 2) * FLOAT32_UNIT) * magnitude + eta * x.double().abs().sum(dim=-1, keepdim=True)
 
 
 def w8a8_bound(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -90,13 +94,13 @@ def w8a8_bound(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     Each activation code is off by at most half its token's step ``x_scale = amax / 127``, so the
     sums are off by at most ``x_scale / 2 × Σ_k |W[n, k]|`` (times ``1 + 2^-16`` for the float32
     step). The rescale rounds three times in float32 and the output once in ``x``'s dtype:
-    ``(u + 2^-21)`` of the result's magnitude.
+    ``(u + 2^-21)`` of the result's magnitude, plus half the dtype's smallest subnormal.
     """
     x64 = x.double()
     step = (x.float().abs().amax(dim=-1, keepdim=True) / 127).clamp(min=SCALE_EPS).double()  # (..., 1)
     quantization = step / 2 * weight.double().abs().sum(dim=1) * (1 + 2.0**-16)  # (..., N)
     exact = x64 @ weight.double().t()
-    return quantization + (UNIT_ROUNDOFF[x.dtype] + 2.0**-21) * (exact.abs() + quantization)
+    return quantization + (UNIT_ROUNDOFF[x.dtype] + 2.0**-21) * (exact.abs() + quantization) + HALF_SUBNORMAL[x.dtype]
 
 
 # --- the naive dequantize-then-matmul paths (trusted baselines) ------------------------------

@@ -51,7 +51,7 @@ check = pytest.mark.check
 T = torch.tensor
 
 WEIGHT_ONLY_WHY = ("within 3 roundings to x's dtype of |x @ Wᵀ|, 1 rounding of each weight to x's dtype, and float32 accumulation of K "
-                   "products (2^-24 each) of Σ|x|·|W|")
+                   "products (2^-24 each) of Σ|x|·|W|; below the dtype's normal range, half its smallest subnormal per rounding")
 
 SPEED_SHAPE = (16, 128, 8192)  # (M, K, N): 16 tokens, a 1 MiB int8 weight; computing dominates the pipe to a grading worker
 SPEED_GROUP = 32
