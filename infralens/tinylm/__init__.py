@@ -44,7 +44,7 @@ class Workload:
 
 
 WORKLOADS = {
-    "long": Workload(1001, 8, 256, "8 documents of 256 tokens: records recalled from up to 250 tokens back"),
+    "long": Workload(1001, 8, 256, "8 documents of 256 tokens: facts repeated from up to 250 tokens back"),
     "short": Workload(2002, 64, 32, "64 prompts of 32 tokens: everything a query needs is recent"),
 }
 """The held-out workloads, by name. Training draws from another seed (``train.TRAIN_SEED``)."""

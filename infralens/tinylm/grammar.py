@@ -1,12 +1,11 @@
 """The tiny language the Lab 07 model speaks: a procedural grammar with local rules and long-range facts.
 
-A document starts with ``<s>`` and is a run of sentences of four kinds:
+A document starts with ``<s>`` and is a run of sentences of three kinds:
 
-* a **fact**, ``ana has a red hat .``: each name owns one object of one colour for the whole
-  document;
-* a **question** about a fact stated earlier, ``ana 's hat is red .``: after ``ana 's`` the
-  object and the colour can only be predicted by looking back at the fact, often a hundred or
-  more tokens earlier (this is what a quantized KV cache can break);
+* a **fact**, ``ana 's hat is red .``: each name owns one object (no two names the same one) of
+  one colour for the whole document. The first time a name's fact appears, its object and colour
+  are news; every later time they can be predicted only by looking back at the first, up to 250
+  tokens earlier (this is what a quantized KV cache can take away);
 * an **animal** sentence, ``the big dogs see a frog .``: the verb agrees with its subject
   (``dog runs`` / ``dogs run``);
 * a **sum**, ``3 plus 4 is 7 .``: the digit after ``is`` is ``(a + b) mod 10``.
@@ -31,7 +30,7 @@ DIGITS = tuple(str(d) for d in range(10))
 FUNCTION_WORDS = ("<s>", ".", "a", "'s", "is", "the", "plus")
 
 VOCAB: tuple[str, ...] = FUNCTION_WORDS + NAMES + COLOURS + OBJECTS + ADJECTIVES + NOUNS + PLURALS + VERBS + PLURAL_VERBS + DIGITS
-"""Every token, in id order: 59 words. Token ``i`` is ``VOCAB[i]``; ``<s>`` (id 0) starts a document."""
+"""Every token, in id order: 61 words. Token ``i`` is ``VOCAB[i]``; ``<s>`` (id 0) starts a document."""
 
 TOKEN_ID = {word: index for index, word in enumerate(VOCAB)}
 BOS = TOKEN_ID["<s>"]
@@ -67,8 +66,8 @@ def _sum(rng: random.Random) -> list[str]:
 def document(rng: random.Random, length: int) -> list[int]:
     """One document of exactly ``length`` token ids: ``<s>``, then sentences, cut at ``length``.
 
-    Each name gets a colour and an object for the whole document. Facts come early (each name is
-    introduced once), questions only about names already introduced.
+    Each name gets an object and a colour for the whole document. New facts come early (each
+    name is introduced once); facts repeat only for names already introduced.
     """
     things = list(OBJECTS)
     rng.shuffle(things)
@@ -99,5 +98,5 @@ def documents(seed: int, count: int, length: int) -> list[list[int]]:
 
 
 def decode(ids: list[int]) -> str:
-    """Token ids as text: ``"<s> ana has a red hat . ana 's hat is red ."``."""
+    """Token ids as text: ``"<s> ana 's hat is red . 3 plus 4 is 7 ."``."""
     return " ".join(VOCAB[i] for i in ids)

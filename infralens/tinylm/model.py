@@ -1,6 +1,6 @@
 """The Lab 07 model: a two-layer causal transformer whose forward takes fake-quantization hooks.
 
-nanoGPT-shaped and small (about 0.4 M parameters): token and learned position embeddings, then
+nanoGPT-shaped and small (123,136 parameters): token and learned position embeddings, then
 ``num_layers`` pre-LayerNorm blocks (multi-head causal self-attention, a GELU MLP), a final
 LayerNorm and an output head. The quantization targets of Lab 07 are the four ``nn.Linear``
 layers of every block; the embeddings, LayerNorms and output head stay in float32, as weight-only
