@@ -33,6 +33,12 @@ VALUE_SLACK = 2.0**-22
 """Relative float32 slack of a fake-quantized value: ``codes × scale + zero_point`` rounds twice."""
 
 
+RECIPROCAL_GROUP = [0.0, 0.10000000149011612, 0.9666667580604553, 1.0]
+"""A 4-bit group with min 0 and max 1, so scale = float32(1 / 15): ``x / scale`` is ``[0, 1.5,
+14.500001, 15]`` (codes 0, 2, 15, 15), ``x * (1 / scale)`` is ``[0, 1.4999999, 14.5, 15]``
+(codes 0, 1, 14, 15): multiplying by the reciprocal crosses both ties."""
+
+
 def torch_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -104,7 +110,8 @@ def assert_grouped_quantization(actual: torch.Tensor, x: torch.Tensor, bits: int
 
 def edge_tensors() -> list[tuple[str, torch.Tensor]]:
     """Deterministic ``[rows, columns]`` inputs every hidden check runs before its random ones: ties,
-    constant and all-zero rows, a single huge outlier, negative zeros, half precision, tiny values.
+    constant and all-zero rows, values next to a tie, a single huge outlier, negative zeros, half
+    precision, tiny values.
     Every one has 8 rows and a number of columns that 4 divides."""
     gen = torch_generator(707)
     ties = torch.tensor([[0.0, 0.5, 1.5, 3.0, -2.0, -1.0, 0.5, 4.0]] * 4 + [[1.0, 1.5, 2.0, 4.0, 3.0, -1.5, 0.0, 1.5]] * 4)
@@ -113,9 +120,12 @@ def edge_tensors() -> list[tuple[str, torch.Tensor]]:
     constant[4:] = 0.3
     huge = torch.randn(8, 12, generator=gen)
     huge[5, 2] = 3.0e4
+    by_token = torch.tensor([[RECIPROCAL_GROUP[t % 4]] * 4 for t in range(8)])  # (8, 4): each column's tokens next to the ties
+    reciprocal = torch.cat([torch.tensor([RECIPROCAL_GROUP] * 8), by_token], dim=1)  # and each row's first 4 columns too
     return [
         ("ties at .5", ties),
         ("all-zero and constant groups", constant),
+        ("next to a tie (scale 1/15 at 4 bits)", reciprocal),
         ("a single huge outlier", huge),
         ("negative zeros", torch.tensor([[-0.0, 0.5, -0.0, 0.0] * 2] * 8)),
         ("float16 values", (torch.randn(8, 16, generator=gen) * 3).to(F16)),

@@ -78,7 +78,7 @@ def test_quantize_weight_matches_reference(lab, oracle, rng, seed):
 
 @check("quantize_activation", points=2)
 def test_quantize_activation_matches_reference(lab, oracle, rng, seed):
-    calls = [(name, x, bits, granularity) for i, (name, x) in enumerate(_cases(rng, seed)) for bits in ((4,) if i % 2 else (8, 3))
+    calls = [(name, x, bits, granularity) for i, (name, x) in enumerate(_cases(rng, seed)) for bits in ((4,) if i % 2 else (8, 4, 3))
              for granularity in ("per-token", "per-tensor")]
     calls += [("per-channel", torch.ones(2, 4), 4, "per-channel"), ("Inf", T([[1.0, math.inf]]), 4, "per-token")]
     valid = 0

@@ -23,6 +23,7 @@ from lab07_inputs import (
     BF16,
     F16,
     PERPLEXITY_RTOL,
+    RECIPROCAL_GROUP,
     assert_grouped_quantization,
     float_logits,
     float_perplexity,
@@ -50,16 +51,13 @@ FQ_WHOLE = [0.0, 0.0, 2.0, 2.0, -2.0, -2.0, 0.0, 4.0]
 def test_fake_quantize_worked_example(lab):
     what = f"fake_quantize({FQ_X}, bits=2, group_size=4)"
     result = lab.quality_risk.fake_quantize(T(FQ_X), 2, -1, 4)
-    why = cause_of(result, ([0.0, 0.75, 1.5, 3.0, -2.0, -0.5, 0.5, 4.0], "that is 2^bits = 4 steps: 2 bits give 4 levels, codes 0..3, so the step is (max - min) / 3"),
+    why = cause_of(result, ([0.0, 0.75, 1.5, 2.25, -2.0, -0.5, 1.0, 2.5], "that is 2^bits = 4 steps: 2 bits give 4 levels, codes 0..3, so the step is (max - min) / 3"),
                    ([0.0, 1.0, 2.0, 3.0, -2.0, 0.0, 0.0, 4.0], "those are ties rounded away from zero: torch.round sends 0.5 to 0 and 1.5 to 2 (half to even)"),
                    ([0.0, 0.0, 2.0, 3.0, 2.0, 2.0, 4.0, 8.0], "the zero point was subtracted: it is added back, codes × scale + min"))
     assert_tensor_equal(result, T(FQ_GROUPS_OF_4), what, why or "scales [1, 2], zero points [0, -2], codes [0, 0, 2, 3, 0, 0, 1, 3]: codes × scale + zero_point")
     whole = lab.quality_risk.fake_quantize(T(FQ_X), 2)
     assert_tensor_equal(whole, T(FQ_WHOLE), f"fake_quantize({FQ_X}, bits=2) (group_size=None: the whole axis is one group)",
                         "one group: scale (4 - -2) / 3 = 2, zero point -2, codes [1, 1, 2, 2, 0, 0, 1, 3]")
-
-
-RECIPROCAL_GROUP = [0.0, 0.10000000149011612, 0.9666667580604553, 1.0]
 
 
 @check("fake_quantize", points=1)
@@ -461,8 +459,11 @@ def test_measure_the_float_model_and_a_grid_of_weights(lab):
 @check("measure", points=1)
 def test_measure_rejects_bad_input(lab):
     me = lab.quality_risk.measure
-    accepted(me, model(), tokens("short"), float_logits("short"), {}, what="measure(model, the 'short' workload, its float logits, {})")
     short, reference = tokens("short"), float_logits("short")
+    result = accepted(me, model(), short, reference, {}, what="measure(model, the 'short' workload, its float logits, {})")
+    assert isinstance(result, tuple) and len(result) == 2 and math.isclose(result[0], float_perplexity("short"), rel_tol=PERPLEXITY_RTOL) and result[1] == 1.0, (
+        f"measure(model, the 'short' workload, its float logits, {{}}) returned {result!r}, expected ({float_perplexity('short')!r}, 1.0): "
+        "rejecting bad input earns points once valid input is measured correctly")
     expect_value_error(me, model(), short.int(), reference, {}, what="measure with int32 tokens", must_mention=("int32",))
     expect_value_error(me, model(), short, reference[:, 1:], {}, what="measure with reference_logits one position short", must_mention=(tuple(reference[:, 1:].shape),))
     expect_value_error(me, model(), short, reference, {"weights": grid_weights}, what="measure with hooks {'weights': ...}", must_mention=("weights",))
