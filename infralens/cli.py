@@ -1,9 +1,10 @@
-"""The ``infralens`` command: progress, hints, model presets and mutation testing of the checks.
+"""The ``infralens`` command: progress, hints, model presets, charts and mutation testing of the checks.
 
     infralens progress [--lab LAB] [--solutions | --submission PATH]
     infralens hint LAB [--level N] [--exercise NAME]
     infralens watch [--lab LAB]
     infralens models [NAME]
+    infralens chart LAB [--out PNG] [--solutions | --submission PATH]
     infralens mutants [LAB ...]
     infralens grade SUBMISSION... [--labs LABS] [--jobs N] [--seed S] [--budget S] [--no-sandbox] [--csv F] [--json F] [--gradescope F] [--junit F]
     infralens merge SHARD.json... --json F [--csv F] [--junit F]
@@ -66,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the model presets, or show one")
     models.add_argument("name", nargs="?", help="a preset name, e.g. llama-3-8b")
     models.set_defaults(command=_models)
+
+    chart = commands.add_parser("chart", help="draw a lab's measured risk as a PNG (Lab 07; needs the chart extra: matplotlib)")
+    chart.add_argument("lab", help="07, lab07 or lab07_quality_risk")
+    chart.add_argument("--out", type=Path, default=None, help="the PNG to write (default: lab07_risk_chart.png in the current folder)")
+    chart_tree = chart.add_mutually_exclusive_group()
+    chart_tree.add_argument("--solutions", action="store_true", help="the references instead of exercises/")
+    chart_tree.add_argument("--submission", metavar="PATH", help="another tree: a repo root holding exercises/, or a folder of labNN_* folders")
+    chart.set_defaults(command=_chart)
 
     mutants = commands.add_parser("mutants", help="check that each lab's checks catch its mutants (needs solutions/)")
     mutants.add_argument("labs", nargs="*", help="labs to test (default: every lab with a mutants file)")
@@ -180,6 +189,25 @@ def _models(args: argparse.Namespace) -> int:
         m = preset(name)
         published = f"{m.published_parameters:,}" if m.published_parameters else "-"
         print(f"{name:<18} {m.num_hidden_layers:>6} {m.hidden_size:>6} {m.num_attention_heads:>5} {m.num_key_value_heads:>3} {m.head_dim:>8} {published:>17}")
+    return 0
+
+
+def _chart(args: argparse.Namespace) -> int:
+    from infralens.chart import chart_lab, draw, load_pyplot, measured_rows
+    from infralens.loader import code_root_of_submission
+
+    root = _root(args)
+    lab = chart_lab(root, args.lab)
+    load_pyplot()  # before measuring: a missing extra is said at once
+    if args.submission:
+        code_root = code_root_of_submission(Path(args.submission))
+        display = str(code_root)
+    else:
+        display = "solutions" if args.solutions else "exercises"
+        code_root = root / display
+    rows, float_perplexity, about, (safe, breaks) = measured_rows(code_root, display, lab)
+    out = draw(rows, float_perplexity, about, args.out or Path(f"{lab.short}_risk_chart.png"), safe, breaks)
+    print(f"{lab.short}: {len(rows)} configurations measured from {display}/{lab.folder}; chart written to {out}")
     return 0
 
 
