@@ -16,7 +16,6 @@ CODE_TREES = ("exercises", "solutions")
 COMING = {
     5: ("lab05_activation_quant", "activation quantization"),
     6: ("lab06_kv_quant", "KV-cache quantization"),
-    7: ("lab07_quality_risk", "quality risk"),
 }
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from infralens.tinylm import workload
 from infralens.tinylm.grammar import document
 from infralens.tinylm.model import TinyLM, TinyLMConfig, init_weights, parameter_count
 
@@ -65,6 +66,11 @@ def train(out: Path, steps: int = STEPS) -> TinyLM:
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({name: tensor.detach().clone() for name, tensor in model.state_dict().items()}, out)
     print(f"{parameter_count(model):,} parameters written to {out} ({out.stat().st_size:,} bytes) in {time.perf_counter() - started:.0f} s")
+    held_out = workload("long")
+    with torch.no_grad():
+        logits = model(held_out[:, :-1])
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), held_out[:, 1:].reshape(-1))
+    print(f"held-out perplexity {math.exp(loss.item()):.3f} (a uniform guess: {model.config.vocab_size})")
     return model
 
 
