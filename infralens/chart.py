@@ -59,7 +59,7 @@ def measured_rows(code_root: Path, display_root: str, lab: Lab) -> tuple[list, f
     module = LabCode(code_root, lab.folder, display_root).module(module_name)
     model, tokens = load_tiny_lm(), workload(workload_name)
     try:
-        rows = module.risk_table(model, tokens, list(module.RISK_GRID))
+        rows = module.risk_table(tokens, list(module.RISK_GRID))
     except NotImplementedError as error:
         raise RuntimeError(f"{display_root}/{lab.folder}/{module_name}.py is not finished ({error}); "
                            f"the chart draws what your risk_table measures: run pytest --lab {lab.short[3:]} first") from None

@@ -78,11 +78,6 @@ def run(name: str, **hooks) -> torch.Tensor:
         return model()(tokens(name)[:, :-1], **hooks)
 
 
-def grid_weights(name: str, w: torch.Tensor) -> torch.Tensor:
-    """A check-made weight hook: every weight rounded to a multiple of 2^-4 (a coarse fixed grid)."""
-    return torch.round(w * 16) / 16
-
-
 def groups_along(x: torch.Tensor, axis: int, size: int) -> torch.Tensor:
     """``x`` float64 with ``axis`` moved last and split into ``(groups, size)``: one group per row of the result."""
     moved = x.double().movedim(axis, -1)

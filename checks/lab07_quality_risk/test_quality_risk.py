@@ -27,8 +27,6 @@ from lab07_inputs import (
     assert_grouped_quantization,
     float_logits,
     float_perplexity,
-    grid_weights,
-    model,
     reference_perplexity,
     run,
     tokens,
@@ -431,42 +429,44 @@ def test_model_hooks_rejects_what_is_not_a_config(lab):
 
 
 @check("measure", points=3)
-def test_measure_the_float_model_and_a_grid_of_weights(lab):
+def test_measure_the_float_model_and_quantized_weights(lab):
+    qr = lab.quality_risk
     long_tokens, reference = tokens("long"), float_logits("long")
-    result = lab.quality_risk.measure(model(), long_tokens, reference, {})
-    what = "measure(the given model, the 'long' workload, its float logits, hooks={})"
+    result = qr.measure(long_tokens, reference, None)
+    what = "measure(the 'long' workload, its float logits, config=None)"
     assert_exact(type(result), tuple, f"{what}: return type", "(perplexity, agreement)")
     perplexity, agreement = result
     expected = float_perplexity("long")
-    off_by_one = reference_perplexity(reference[:, 1:], long_tokens[:, 1:-1])
+    off_by_one = reference_perplexity(reference, long_tokens[:, :-1])
     why = "that scores each position on its own input token: the model predicts tokens[:, 1:] from tokens[:, :-1]" if math.isclose(perplexity, off_by_one, rel_tol=1e-6) else ""
     assert math.isclose(perplexity, expected, rel_tol=PERPLEXITY_RTOL), (
         f"{what} returned perplexity {perplexity!r}, expected {expected!r} (measured here with F.cross_entropy) within {PERPLEXITY_RTOL:g} relative. {why}"
     )
     assert_exact(agreement, 1.0, f"{what}: agreement", "the float model agrees with its own logits at every position")
-    grid = {"weight": grid_weights}
-    perplexity, agreement = lab.quality_risk.measure(model(), long_tokens, reference, grid)
-    logits = run("long", **grid)
+    config = qr.QuantConfig("weights", "per-channel", 3)
+    perplexity, agreement = qr.measure(long_tokens, reference, config)
+    quantize_weight = qr.quantize_weight
+    logits = run("long", weight=lambda name, w: quantize_weight(w, 3, "per-channel", 32))  # this check's hook around your quantize_weight
     expected = reference_perplexity(logits, long_tokens[:, 1:])
     assert math.isclose(perplexity, expected, rel_tol=PERPLEXITY_RTOL), (
-        f"measure with a weight hook rounding every weight to a multiple of 1/16 returned perplexity {perplexity!r}, expected {expected!r} "
-        f"(measured here, float perplexity {float_perplexity('long'):.4f}): run the model as model(tokens[:, :-1], **hooks)"
+        f"measure('long', its float logits, weights per-channel 3-bit) returned perplexity {perplexity!r}; the model run here with your "
+        f"quantize_weight on every Linear scores {expected!r} (float: {float_perplexity('long'):.4f}): run tiny_lm()(tokens[:, :-1], **model_hooks(config))"
     )
     expected_agreement = (logits.argmax(-1) == reference.argmax(-1)).sum().item() / logits[..., 0].numel()
-    assert_exact(agreement, expected_agreement, "measure with that weight hook: agreement", "argmax of the hooked run against the reference logits, over every position")
+    assert_exact(agreement, expected_agreement, "measure with weights per-channel 3-bit: agreement", "argmax of the quantized run against the reference logits, over every position")
 
 
 @check("measure", points=1)
 def test_measure_rejects_bad_input(lab):
     me = lab.quality_risk.measure
     short, reference = tokens("short"), float_logits("short")
-    result = accepted(me, model(), short, reference, {}, what="measure(model, the 'short' workload, its float logits, {})")
+    result = accepted(me, short, reference, None, what="measure(the 'short' workload, its float logits, None)")
     assert isinstance(result, tuple) and len(result) == 2 and math.isclose(result[0], float_perplexity("short"), rel_tol=PERPLEXITY_RTOL) and result[1] == 1.0, (
-        f"measure(model, the 'short' workload, its float logits, {{}}) returned {result!r}, expected ({float_perplexity('short')!r}, 1.0): "
+        f"measure(the 'short' workload, its float logits, None) returned {result!r}, expected ({float_perplexity('short')!r}, 1.0): "
         "rejecting bad input earns points once valid input is measured correctly")
-    expect_value_error(me, model(), short.int(), reference, {}, what="measure with int32 tokens", must_mention=("int32",))
-    expect_value_error(me, model(), short, reference[:, 1:], {}, what="measure with reference_logits one position short", must_mention=(tuple(reference[:, 1:].shape),))
-    expect_value_error(me, model(), short, reference, {"weights": grid_weights}, what="measure with hooks {'weights': ...}", must_mention=("weights",))
+    expect_value_error(me, short.int(), reference, None, what="measure with int32 tokens", must_mention=("int32",))
+    expect_value_error(me, short, reference[:, 1:], None, what="measure with reference_logits one position short", must_mention=(tuple(reference[:, 1:].shape),))
+    expect_value_error(me, short, reference, {"target": "weights", "bits": 4}, what="measure with a dict for a config", must_mention=("dict",))
 
 
 # --- verdict ---------------------------------------------------------------------------------
@@ -499,8 +499,8 @@ def _table_configs(qr) -> list:
 def test_risk_table_on_the_long_workload(lab):
     qr = lab.quality_risk
     configs = _table_configs(qr)
-    rows = qr.risk_table(model(), tokens("long"), configs)
-    what = "risk_table(the given model, the 'long' workload, [weights per-channel 8-bit, activations per-tensor 3-bit, kv per-channel-keys r32 2-bit, weights per-group g32 2-bit])"
+    rows = qr.risk_table(tokens("long"), configs)
+    what = "risk_table(the 'long' workload, [weights per-channel 8-bit, activations per-tensor 3-bit, kv per-channel-keys r32 2-bit, weights per-group g32 2-bit])"
     assert_exact(type(rows), list, f"{what}: return type", "a list of RiskRow")
     assert_exact(len(rows), 4, f"{what}: number of rows", "one RiskRow per config")
     base = float_perplexity("long")
@@ -530,10 +530,10 @@ def test_risk_table_on_the_long_workload(lab):
 @check("risk_table", points=1)
 def test_risk_table_rejects_bad_input(lab):
     qr = lab.quality_risk
-    rows = accepted(qr.risk_table, model(), tokens("short"), [qr.QuantConfig("kv", "per-token", 2, residual_length=32)],
-                    what="risk_table(model, the 'short' workload, [kv per-token r32 2-bit])")
+    rows = accepted(qr.risk_table, tokens("short"), [qr.QuantConfig("kv", "per-token", 2, residual_length=32)],
+                    what="risk_table(the 'short' workload, [kv per-token r32 2-bit])")
     assert_exact((len(rows), rows[0].increase, rows[0].agreement, rows[0].verdict), (1, 0.0, 1.0, "safe"),
                  "risk_table on 32-token prompts with a 32-token KV window: (rows, increase, agreement, verdict)",
                  "every prompt fits the window: nothing is quantized, so the perplexity is exactly the float one")
-    expect_value_error(qr.risk_table, model(), tokens("short"), [], what="risk_table with no configs", must_mention=("[]",))
-    expect_value_error(qr.risk_table, model(), tokens("short"), ["weights 4-bit"], what="risk_table with a string for a config", must_mention=("str",))
+    expect_value_error(qr.risk_table, tokens("short"), [], what="risk_table with no configs", must_mention=("[]",))
+    expect_value_error(qr.risk_table, tokens("short"), ["weights 4-bit"], what="risk_table with a string for a config", must_mention=("str",))

@@ -48,7 +48,7 @@ Work through the exercises in order (``infralens hint lab07`` when stuck):
 5.  ``perplexity``           exp of the mean negative log-likelihood, natural log
 6.  ``top1_agreement``       how often the quantized model's argmax is the float model's
 7.  ``model_hooks``          a configuration as the model's fake-quantization hooks
-8.  ``measure``              one forward pass: perplexity and agreement
+8.  ``measure``              one forward pass of the given model: perplexity and agreement
 9.  ``verdict``              safe, degrades or breaks, from the perplexity increase
 10. ``risk_table``           every configuration measured against the float model
 
@@ -58,6 +58,7 @@ Run ``pytest --lab 07`` (or ``pytest checks/lab07_quality_risk``) to check your 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -65,7 +66,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from infralens.tinylm import TinyLM
+from infralens.tinylm import TinyLM, load_tiny_lm
 
 # --------------------------------------------------------------------------------------------
 # Given: vocabulary and helpers of the lab (not exercises)
@@ -183,6 +184,13 @@ RISK_GRID = tuple(
     + [QuantConfig("kv", g, b, residual_length=r) for g in TARGETS["kv"] for r in (0, 32) for b in (8, 4, 3, 2)]
 )
 """The configurations of the lab's risk table and chart (``infralens chart lab07``)."""
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_lm() -> TinyLM:
+    """The given trained model (:func:`infralens.tinylm.load_tiny_lm`), loaded once per process:
+    eval mode, parameters frozen. Its forward takes the hooks :func:`model_hooks` builds."""
+    return load_tiny_lm()
 
 
 def format_risk_table(rows: list[RiskRow], float_perplexity: float) -> str:
@@ -348,7 +356,7 @@ def model_hooks(config: QuantConfig) -> dict[str, Callable]:
       residual_length)``.
 
     Every Linear and every layer gets the same treatment (``name`` and ``layer`` are not used).
-    ``model(tokens, **model_hooks(config))`` is then the quantized model.
+    ``tiny_lm()(tokens, **model_hooks(config))`` is then the quantized model.
 
     Errors: ``config`` not a ``QuantConfig`` (``ValueError`` naming its type).
 
@@ -360,26 +368,27 @@ def model_hooks(config: QuantConfig) -> dict[str, Callable]:
     raise NotImplementedError("model_hooks: a configuration as the model's hooks")
 
 
-def measure(model: TinyLM, tokens: Tensor, reference_logits: Tensor, hooks: dict) -> tuple[float, float]:
-    """One evaluation: ``(perplexity, top-1 agreement)`` of ``model`` run with ``hooks`` on ``tokens``.
+def measure(tokens: Tensor, reference_logits: Tensor, config: QuantConfig | None = None) -> tuple[float, float]:
+    """One evaluation of the given model: ``(perplexity, top-1 agreement)`` with ``config`` applied.
 
-    ``tokens`` is ``torch.int64 [batch, length + 1]``: the model reads ``tokens[:, :-1]`` and is
-    scored (:func:`perplexity`) on the next tokens ``tokens[:, 1:]``. ``reference_logits`` are
-    the float model's logits on the same input, ``[batch, length, vocab]``; the agreement is
-    :func:`top1_agreement` of the run's logits with them. Run the model as ``model(inputs,
-    **hooks)`` under ``torch.no_grad()`` (``hooks`` may be empty: the float model).
+    The model is :func:`tiny_lm`. It reads ``tokens[:, :-1]`` (``tokens`` is ``torch.int64
+    [batch, length + 1]``) and is scored (:func:`perplexity`) on the next tokens ``tokens[:,
+    1:]``. Run it as ``model(tokens[:, :-1], **model_hooks(config))`` under ``torch.no_grad()``,
+    or without hooks when ``config`` is ``None`` (the float model). ``reference_logits`` are the
+    float model's logits on the same input, ``[batch, length, vocab]``; the agreement is
+    :func:`top1_agreement` of the run's logits with them.
 
     Errors (``ValueError``; brackets: what its message must contain): ``tokens`` not a 2-D
     ``torch.int64`` tensor of at least 2 columns [its dtype or shape]; ``reference_logits`` not
-    of shape ``[batch, length, vocab]`` [both shapes]; ``hooks`` not a dict whose keys are among
-    ``weight``, ``activation``, ``kv`` [the keys].
+    of shape ``[batch, length, vocab]`` [both shapes]; ``config`` neither ``None`` nor a
+    ``QuantConfig`` [its type].
 
-    Example: with ``hooks = {}`` the model is the float one, so on its own logits the agreement
-    is exactly 1.0 and the perplexity is the float perplexity (about 3.5 on the ``long``
-    workload, against 60 for a uniform guess).
+    Example: with ``config=None`` the model is the float one, so against its own logits the
+    agreement is exactly 1.0 and the perplexity is the float perplexity (3.490 on the ``long``
+    workload, against 61 for a uniform guess).
     """
-    # TODO: validate tokens, reference_logits and hooks; under torch.no_grad() run model(tokens[:, :-1], **hooks);
-    #       return (perplexity against tokens[:, 1:], top1_agreement with reference_logits).
+    # TODO: validate tokens and reference_logits; model = tiny_lm(); under torch.no_grad() run model(tokens[:, :-1]) with
+    #       **model_hooks(config) unless config is None; return (perplexity against tokens[:, 1:], top1_agreement with reference_logits).
     raise NotImplementedError('measure: perplexity and agreement of one run')
 
 
@@ -400,22 +409,23 @@ def verdict(increase: float) -> str:
     raise NotImplementedError('verdict: safe, degrades or breaks')
 
 
-def risk_table(model: TinyLM, tokens: Tensor, configs: list[QuantConfig]) -> list[RiskRow]:
+def risk_table(tokens: Tensor, configs: list[QuantConfig]) -> list[RiskRow]:
     """Measure every configuration against the float model on ``tokens``: one :class:`RiskRow` each.
 
-    Run the float model once on ``tokens[:, :-1]`` (its logits are every row's reference, its
-    perplexity on ``tokens[:, 1:]`` every row's baseline); then for each config, in order,
-    :func:`measure` with :func:`model_hooks` gives ``perplexity`` and ``agreement``; ``increase =
-    perplexity / float_perplexity - 1``; ``verdict`` is :func:`verdict` of it. Returns a list of
-    ``RiskRow(config, perplexity, increase, agreement, verdict)``, one per config, in order.
+    Run the float model (:func:`tiny_lm`, no hooks) once on ``tokens[:, :-1]`` under
+    ``torch.no_grad()``: its logits are every row's reference, its perplexity on ``tokens[:, 1:]``
+    every row's baseline. Then for each config, in order, :func:`measure` gives ``perplexity`` and
+    ``agreement``; ``increase = perplexity / float_perplexity - 1``; ``verdict`` is
+    :func:`verdict` of it. Returns a list of ``RiskRow(config, perplexity, increase, agreement,
+    verdict)``, one per config, in order.
 
     Errors (``ValueError``): ``configs`` not a list or tuple of ``QuantConfig``, or empty [what
     it holds]; ``tokens`` as in :func:`measure`.
 
-    Example: on the ``long`` workload (float perplexity about 3.5), ``QuantConfig("weights",
-    "per-channel", 8)`` is safe (about +0.01%, agreement above 0.99) and
-    ``QuantConfig("activations", "per-tensor", 3)`` breaks the model (more than +100%).
+    Example: on the ``long`` workload (float perplexity 3.490), ``QuantConfig("weights",
+    "per-channel", 8)`` is safe (+0.00%, agreement 0.997) and ``QuantConfig("activations",
+    "per-tensor", 3)`` breaks the model (+117%).
     """
-    # TODO: validate configs and tokens; float logits and perplexity once; for each config measure(..., model_hooks(config)),
-    #       increase = perplexity / float perplexity - 1, verdict(increase); return the RiskRows in order.
+    # TODO: validate configs and tokens; float logits of tiny_lm() and their perplexity once; for each config
+    #       measure(tokens, reference, config), increase = perplexity / float perplexity - 1, verdict(increase); RiskRows in order.
     raise NotImplementedError('risk_table: every configuration against the float model')

@@ -77,7 +77,7 @@ class Block(nn.Module):
         def linear(name: str, inputs: Tensor) -> Tensor:
             w = linears[name].weight
             if weight is not None:
-                w = weight(name, w)
+                w = weight(name, w.detach())  # a plain tensor, not the Parameter: hooks get data
             if activation is not None:
                 inputs = activation(name, inputs)
             return F.linear(inputs, w)
