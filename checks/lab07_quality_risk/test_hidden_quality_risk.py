@@ -170,25 +170,17 @@ def test_verdict_matches_reference(lab, oracle, rng):
     assert valid, "no valid input was accepted"
 
 
-def _random_configs(module, rng: random.Random, count: int) -> list:
-    configs = []
-    for _ in range(count):
-        target = rng.choice(list(module.TARGETS))
-        granularity = rng.choice(module.TARGETS[target])
-        configs.append(module.QuantConfig(target, granularity, rng.choice([2, 3, 4, 8]), group_size=rng.choice([16, 32, 64]), residual_length=rng.choice([0, 16, 64])))
-    return configs
-
-
 def _rows_as_data(rows) -> list[tuple]:
     return [(row.config.label, row.perplexity, row.increase, row.agreement, row.verdict) for row in rows]
 
 
 @check("risk_table", points=3)
 def test_risk_table_matches_reference(lab, oracle, rng):
-    """The given model on two 'long' documents: one configuration per granularity first, then a random one."""
+    """The given model on two 'long' documents: one configuration per granularity, in an order drawn from the seed."""
     fixed = [("weights", "per-channel", 2, 32, 0), ("weights", "per-group", 3, 16, 0), ("activations", "per-token", 4, 32, 0),
              ("activations", "per-tensor", 6, 32, 0), ("kv", "per-token", 3, 32, 16), ("kv", "per-channel-keys", 2, 32, 64)]
-    mine_configs = [lab.quality_risk.QuantConfig(*fields) for fields in fixed] + _random_configs(lab.quality_risk, rng, 1)
+    rng.shuffle(fixed)  # the seed decides the order only: a row's figures never depend on luck
+    mine_configs = [lab.quality_risk.QuantConfig(*fields) for fields in fixed]
     theirs_configs = [oracle.quality_risk.QuantConfig(c.target, c.granularity, c.bits, c.group_size, c.residual_length) for c in mine_configs]
     documents = tokens("long")[:2]  # two of the 256-token documents: every row is one forward pass, twice
     mine = _rows_as_data(lab.quality_risk.risk_table(documents, mine_configs))
