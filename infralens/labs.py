@@ -13,9 +13,19 @@ from pathlib import Path
 
 LAB_FOLDER = re.compile(r"^lab(\d{2})_[a-z0-9_]+$")
 CODE_TREES = ("exercises", "solutions")
-COMING = {
+# The whole track, so that a lab missing from a checkout (a release of some labs, an old clone)
+# is named as such rather than as an unknown name.
+TRACK = {
+    1: ("lab01_memory_ledger", "memory ledger"),
+    2: ("lab02_kv_cache", "KV cache"),
+    3: ("lab03_weight_quant", "weight quantization"),
+    4: ("lab04_block_formats", "block formats"),
     5: ("lab05_activation_quant", "activation quantization"),
     6: ("lab06_kv_quant", "KV-cache quantization"),
+    7: ("lab07_quality_risk", "quality risk"),
+    8: ("lab08_kernels", "kernels"),
+    9: ("lab09_decode_roofline", "decode roofline"),
+    10: ("lab10_quantization_plan", "quantization plan"),
 }
 
 
@@ -81,9 +91,9 @@ def resolve_lab(name: str, labs: list[Lab]) -> Lab:
         if wanted in _names(lab.number, lab.folder):
             return lab
     known = ", ".join(lab.short for lab in labs) or "none"
-    for number, (folder, title) in COMING.items():
+    for number, (folder, title) in TRACK.items():
         if wanted in _names(number, folder):
-            raise ValueError(f"Lab {number:02d} ({title}) is coming: it is not in this checkout yet. The labs here are {known}")
+            raise ValueError(f"Lab {number:02d} ({title}) is part of the track but not in this checkout. The labs here are {known}")
     raise ValueError(f"unknown lab {name!r}: the labs here are {known} (give a number like lab10 or a folder name)")
 
 

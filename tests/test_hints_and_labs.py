@@ -6,7 +6,7 @@ import pytest
 
 from conftest import REPO, write
 from infralens.hints import HintLedger, HintsError, load_hints
-from infralens.labs import Lab, discover_labs, find_repo_root, resolve_lab
+from infralens.labs import TRACK, Lab, discover_labs, find_repo_root, resolve_lab
 
 
 @pytest.mark.parametrize(
@@ -51,6 +51,10 @@ def test_labs_are_named_by_number_short_name_or_folder():
     with pytest.raises(ValueError, match="unknown lab 'lab7': the labs here are lab10, lab02"):
         resolve_lab("lab7", labs)
     assert Lab(10, "lab10_quantization_plan").title == "quantization plan"
+
+
+def test_the_track_names_every_lab_of_this_checkout_by_its_folder():
+    assert {lab.number: lab.folder for lab in discover_labs(REPO)} == {number: folder for number, (folder, _title) in TRACK.items()}
 
 
 def test_this_checkout_is_found_from_a_subfolder():

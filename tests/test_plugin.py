@@ -123,10 +123,10 @@ def test_focus_one_lab_and_reject_unknown_labs(kata_repo, pytester):
 
 
 @pytest.mark.parametrize("name", ["5", "lab05", "lab05_activation_quant"])
-def test_a_coming_lab_says_so_and_lists_the_labs(kata_repo, pytester, name):
+def test_a_lab_missing_from_the_checkout_says_so_and_lists_the_labs(kata_repo, pytester, name):
     result = _run(pytester, "--lab", name)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "Lab 05 (activation quantization) is coming: it is not in this checkout yet. The labs here are lab99" in result.stderr.str()
+    assert "Lab 05 (activation quantization) is part of the track but not in this checkout. The labs here are lab99" in result.stderr.str()
 
 
 @pytest.mark.parametrize("layout", ["repo-root", "bare-labs"])
