@@ -28,6 +28,17 @@ OUR_PLUGINS = {"infralens.plugin", "timeout", "xdist", "xdist.looponfail"}
 FOREIGN_PLUGINS = sorted({entry.name for entry in entry_points(group="pytest11")} - OUR_PLUGINS)
 
 
+SUBPROCESS_FIXTURES = {"pytester", "kata_repo"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow, besides tests marked so: a test that runs pytest on a synthetic checkout (a new pytest
+    session each time) and the references' tests against independent oracles (test_labNN_*_reference.py)."""
+    for item in items:
+        if SUBPROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name.endswith("_reference.py"):
+            item.add_marker(pytest.mark.slow)
+
+
 def run_python(*args: str, cwd: Path = REPO, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python *args`` in a subprocess (same interpreter), text output captured; ``env`` adds variables."""
     environment = {**os.environ, **env} if env else None

@@ -108,6 +108,7 @@ def test_a_mutant_that_no_longer_applies_is_an_error(kata_repo):
     assert done.returncode == 2 and "mutant 'stale': `find` occurs 0 times in lab99_demo/demo.py, expected exactly once" in done.stderr
 
 
+@pytest.mark.slow  # fresh Python processes
 def test_models_lists_presets_and_shows_one():
     listing = run_python("-m", "infralens", "models")
     assert listing.returncode == 0

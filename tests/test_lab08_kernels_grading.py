@@ -20,6 +20,7 @@ from conftest import REPO, run_python
 from infralens.grading.sandbox import availability
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.timeout(900),
     pytest.mark.skipif(not availability().available, reason=f"needs the bubblewrap sandbox: {availability().reason}"),
 ]

@@ -29,7 +29,7 @@ README_HEADINGS = [
 ]
 MIN_MUTANTS = 15
 # The first test of a lab pays for its whole sweep: allow it far more than one check's time limit.
-SWEPT_LABS = [pytest.param(lab, marks=[pytest.mark.xdist_group(lab), pytest.mark.timeout(1200)]) for lab in LABS]
+SWEPT_LABS = [pytest.param(lab, marks=[pytest.mark.slow, pytest.mark.xdist_group(lab), pytest.mark.timeout(1200)]) for lab in LABS]
 
 
 def _listing(rows: list[dict], limit: int = 8) -> str:

@@ -62,6 +62,7 @@ def test_new_storages_are_recorded_views_and_no_op_casts_are_not():
     assert torch.equal(y, F.linear(x, w.float()))
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_recording_does_not_import_torchdynamo():
     """Entering a dispatch mode would import TorchDynamo (seconds) unless the recorder opts out."""
     done = run_python("-c", "import sys, torch; from infralens.allocations import record_allocations; "

@@ -18,7 +18,10 @@ from infralens.grading.intake import IntakeLimits, Refused, grader_inodes, reada
 from infralens.grading.sandbox import availability
 from infralens.grading.text import csv_cell, safe_text
 
-needs_sandbox = pytest.mark.skipif(not availability().available, reason=f"needs the bubblewrap sandbox: {availability().reason}")
+def needs_sandbox(test):
+    """A test that starts sandboxed workers: slow, and skipped where bubblewrap cannot run."""
+    skip = pytest.mark.skipif(not availability().available, reason=f"needs the bubblewrap sandbox: {availability().reason}")
+    return pytest.mark.slow(skip(test))
 
 VIEW = '''
 import os, resource, socket, sys

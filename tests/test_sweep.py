@@ -84,6 +84,7 @@ def _failing(run: TargetRun) -> set[str]:
     return {row["nodeid"].split("::")[1] for row in rows if row["outcome"] != "passed"}
 
 
+@pytest.mark.slow
 def test_a_mutant_runs_only_the_checks_that_call_the_changed_function(kata_repo, tmp_path):
     runs = _sweep(kata_repo, tmp_path, [
         Mutant("add-body", "demo.py", "", "return a + b", "return a - b"),
@@ -96,6 +97,7 @@ def test_a_mutant_runs_only_the_checks_that_call_the_changed_function(kata_repo,
     assert _failing(runs["double-body"]) == {"test_double"}
 
 
+@pytest.mark.slow
 def test_a_change_that_import_time_code_runs_reaches_every_check(kata_repo, tmp_path):
     write(kata_repo / "solutions/lab99_demo/demo.py", MODULE_WITH_IMPORT_TIME_CALL)
     runs = _sweep(kata_repo, tmp_path, [
