@@ -181,6 +181,8 @@ class _Sweep:
         self.calls: dict[str, dict[str, set[tuple[str, int, int]]]] = {}
         # {target name: spans of the functions that ran while its modules were imported}
         self.at_import: dict[str, set[tuple[str, int, int]]] = {}
+        # {target name: the seeds its hidden checks' calls were recorded under}
+        self.recorded_seeds: dict[str, set[int]] = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
@@ -188,7 +190,7 @@ class _Sweep:
         for target in self.targets:
             run = TargetRun(target.name)
             items = self._affected(target, session.items)
-            run.unaffected = [item.nodeid for item in session.items if item not in items]
+            run.unaffected = [item.nodeid for item in session.items if item.nodeid not in {kept.nodeid for kept in items}]
             public = [item for item in items if not _is_hidden(item)]
             hidden = [item for item in items if _is_hidden(item)]
             kata.retarget(target.code_root, str(target.code_root), target.seeds[0])
@@ -202,6 +204,8 @@ class _Sweep:
                 for item in hidden:
                     self._run(target, item)
                 run.hidden[seed] = [record.to_json() for record in kata.records.values()]
+            if target.record_calls:
+                self.recorded_seeds[target.name] = set(target.seeds)
             self.runs.append(run)
         return True
 
@@ -210,25 +214,28 @@ class _Sweep:
             runtestprotocol(item, log=False, nextitem=None)
             return
         recorder = _CallRecorder(Path(target.code_root).resolve())
+        previous = sys.getprofile()
         sys.setprofile(recorder)
         try:
             runtestprotocol(item, log=False, nextitem=None)
         finally:
-            sys.setprofile(None)
+            sys.setprofile(previous)
         self.calls.setdefault(target.name, {}).setdefault(item.nodeid, set()).update(recorder.spans)
         self.at_import.setdefault(target.name, set()).update(recorder.at_import)
 
     def _affected(self, target: Target, items: list[pytest.Item]) -> list[pytest.Item]:
         """The checks that can see ``target.change``: every check, unless the change lies in a
-        function body, the baseline recorded every check's calls and no import ran the change;
-        then the checks that called a function holding the changed lines.
+        function body, the baseline recorded every check's calls under every seed this target
+        draws (a hidden check's calls depend on its seed) and no import ran the change; then the
+        checks that called a function holding the changed lines.
 
         Sound for labs whose checks share no state through the lab's code (no caches, no
         module globals written by a call): a skipped check runs the baseline's code exactly.
         """
         change = target.change
         calls = self.calls.get(change.baseline) if change else None
-        if change is None or not change.in_function or calls is None or any(item.nodeid not in calls for item in items):
+        recorded = change is not None and set(target.seeds) <= self.recorded_seeds.get(change.baseline, set())
+        if change is None or not change.in_function or calls is None or not recorded or any(item.nodeid not in calls for item in items):
             return list(items)
 
         def touches(spans: set[tuple[str, int, int]]) -> bool:

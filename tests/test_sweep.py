@@ -69,10 +69,11 @@ def double(a: int) -> int:
 '''
 
 
-def _sweep(kata_repo, tmp_path, mutants: list[Mutant]) -> dict[str, TargetRun]:
+def _sweep(kata_repo, tmp_path, mutants: list[Mutant], mutant_seeds: tuple[int, ...] = (1, 2)) -> dict[str, TargetRun]:
+    """Sweep the demo lab: the reference under seeds 1 and 2, recording calls, then each mutant."""
     solutions = kata_repo / "solutions"
     targets = [Target("reference", solutions, (1, 2), record_calls=True)]
-    targets += [mutant_target(solutions / "lab99_demo", m, tmp_path / m.name, "reference", seeds=(1, 2)) for m in mutants]
+    targets += [mutant_target(solutions / "lab99_demo", m, tmp_path / m.name, "reference", seeds=mutant_seeds) for m in mutants]
     (tmp_path / "targets.json").write_text(json.dumps([t.to_json() for t in targets]), encoding="utf-8")
     done = run_python("-m", "infralens.sweep", str(kata_repo), "lab99_demo", str(tmp_path / "targets.json"), str(tmp_path / "runs.json"), cwd=kata_repo)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -107,3 +108,9 @@ def test_a_change_that_import_time_code_runs_reaches_every_check(kata_repo, tmp_
     for name in ("offset-body", "module-level"):
         assert runs[name].unaffected == [], f"{name}: every check must run"
         assert _failing(runs[name]) == {"test_add_small_numbers", "test_add_matches_reference"}
+
+
+@pytest.mark.slow
+def test_seeds_the_baseline_never_ran_run_every_check(kata_repo, tmp_path):
+    runs = _sweep(kata_repo, tmp_path, [Mutant("add-body", "demo.py", "", "return a + b", "return a - b")], mutant_seeds=(1, 3))
+    assert runs["add-body"].unaffected == [], "seed 3's hidden checks may call what seeds 1 and 2 never did"
