@@ -79,6 +79,19 @@ def load_mutants(path: Path) -> list[Mutant]:
     return mutants
 
 
+def baseline_target(solution_dir: Path, into: Path, name: str, seeds: tuple[int, ...] = SEEDS) -> Target:
+    """A copy of ``solution_dir`` at ``into/<lab folder>``, as the sweep target that records calls
+    for the mutants whose ``baseline`` is ``name``.
+
+    A copy, not ``solutions/`` itself: hidden checks load the oracle from ``solutions/``, and the
+    checked tree at that very path would be the same modules, so every oracle call would count as
+    a call into the checked tree and each mutant would rerun checks that only the oracle's copy of
+    the changed function ever ran.
+    """
+    shutil.copytree(solution_dir, into / solution_dir.name, ignore=shutil.ignore_patterns("__pycache__"))
+    return Target(name, into, seeds, record_calls=True)
+
+
 def mutant_target(solution_dir: Path, mutant: Mutant, into: Path, baseline: str, seeds: tuple[int, ...] = SEEDS) -> Target:
     """Copy ``solution_dir`` to ``into/<lab folder>`` with ``mutant`` applied, as a sweep target.
 
@@ -108,7 +121,7 @@ def run_mutants(repo_root: Path, lab_folder: str) -> list[MutantResult]:
     mutants = load_mutants(repo_root / "tests" / "mutants" / f"{lab_folder}.toml")
     solutions = repo_root / "solutions"
     with tempfile.TemporaryDirectory(prefix="infralens-mutants-") as scratch:
-        baseline = Target("reference", solutions, SEEDS, record_calls=True)
+        baseline = baseline_target(solutions / lab_folder, Path(scratch) / "reference", "reference")
         targets = [mutant_target(solutions / lab_folder, m, Path(scratch) / m.name, baseline.name) for m in mutants]
         runs = sweep(repo_root, lab_folder, [baseline, *targets])[1:]
     return [judge_mutant(lab_folder, mutant, run) for mutant, run in zip(mutants, runs)]

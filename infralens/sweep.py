@@ -19,10 +19,12 @@ Used by ``infralens mutants`` and by the repository's invariant tests.
 from __future__ import annotations
 
 import ast
+import cProfile
 import inspect
 import json
 import sys
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -98,41 +100,56 @@ def changed_lines(source: str, start: int, end: int) -> tuple[int, int, bool]:
 
 
 class _CallRecorder:
-    """Collects ``(file, first_line, last_line)`` of every Python function of one tree that runs.
+    """Collects ``(file, first_line, last_line)`` of every Python function of one tree that runs
+    during one check (``with recorder: ...``); ``file`` is relative to the tree.
 
-    Installed with :func:`sys.setprofile` around one check; ``file`` is relative to the tree.
-    Functions that run while a module of the tree is being imported land in ``at_import``: what
-    they compute is shared by every later check. Module and class bodies themselves are not
-    recorded (they are not functions; a change there is never ``in_function``).
+    The calls come from :mod:`cProfile`, whose hooks are in C: a profile function written in
+    Python costs several times a check's own run time on a lab of small pure-Python functions.
+    Functions that run while a module of the tree is being imported land in ``at_import`` (what
+    they compute is shared by every later check): those reachable in the call graph from a
+    module body of the tree. Module and class bodies themselves are not recorded (they are not
+    functions; a change there is never ``in_function``).
     """
 
     def __init__(self, code_root: Path):
         self.prefix = str(code_root) + "/"
         self.spans: set[tuple[str, int, int]] = set()
         self.at_import: set[tuple[str, int, int]] = set()
-        self._seen: set = set()
+        self._profile = cProfile.Profile()
+        self._previous = None
 
-    def __call__(self, frame, event, arg) -> None:
-        if event != "call":
-            return
-        code = frame.f_code
-        if code in self._seen or not code.co_filename.startswith(self.prefix):
-            return
-        self._seen.add(code)
-        if not code.co_flags & inspect.CO_OPTIMIZED:
-            return
+    def __enter__(self) -> "_CallRecorder":
+        self._previous = sys.getprofile()
+        self._profile.enable()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._profile.disable()
+        sys.setprofile(self._previous)
+        callees: dict[object, list[object]] = {}
+        for entry in self._profile.getstats():
+            callees[entry.code] = [call.code for call in entry.calls or ()]
+            if self._is_tree_function(entry.code):
+                self.spans.add(self._span(entry.code))
+        reached = set()
+        stack = [code for code in callees if self._in_tree(code) and code.co_name == "<module>"]
+        while stack:
+            code = stack.pop()
+            for callee in callees.get(code, ()):
+                if callee not in reached:
+                    reached.add(callee)
+                    stack.append(callee)
+        self.at_import = {self._span(code) for code in reached if self._is_tree_function(code)}
+
+    def _in_tree(self, code: object) -> bool:
+        return inspect.iscode(code) and code.co_filename.startswith(self.prefix)
+
+    def _is_tree_function(self, code: object) -> bool:
+        return self._in_tree(code) and bool(code.co_flags & inspect.CO_OPTIMIZED)
+
+    def _span(self, code) -> tuple[str, int, int]:
         last = max((line for _, _, line in code.co_lines() if line), default=code.co_firstlineno)
-        span = (code.co_filename[len(self.prefix):], code.co_firstlineno, last)
-        self.spans.add(span)
-        if self._importing(frame.f_back):
-            self.at_import.add(span)
-
-    def _importing(self, frame) -> bool:
-        while frame is not None:
-            if frame.f_code.co_name == "<module>" and frame.f_code.co_filename.startswith(self.prefix):
-                return True
-            frame = frame.f_back
-        return False
+        return code.co_filename[len(self.prefix):], code.co_firstlineno, last
 
 
 @dataclass
@@ -186,6 +203,14 @@ class _Sweep:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        # Checks run straight through runtestprotocol, past pytest's per-test warning capture: a
+        # warning a mutant's arithmetic raises would otherwise reach whoever called the sweep.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._run_every_target(session)
+        return True
+
+    def _run_every_target(self, session: pytest.Session) -> None:
         kata = session.config.pluginmanager.get_plugin("infralens-session")
         for target in self.targets:
             run = TargetRun(target.name)
@@ -207,19 +232,13 @@ class _Sweep:
             if target.record_calls:
                 self.recorded_seeds[target.name] = set(target.seeds)
             self.runs.append(run)
-        return True
 
     def _run(self, target: Target, item: pytest.Item) -> None:
         if not target.record_calls:
             runtestprotocol(item, log=False, nextitem=None)
             return
-        recorder = _CallRecorder(Path(target.code_root).resolve())
-        previous = sys.getprofile()
-        sys.setprofile(recorder)
-        try:
+        with _CallRecorder(Path(target.code_root).resolve()) as recorder:
             runtestprotocol(item, log=False, nextitem=None)
-        finally:
-            sys.setprofile(previous)
         self.calls.setdefault(target.name, {}).setdefault(item.nodeid, set()).update(recorder.spans)
         self.at_import.setdefault(target.name, set()).update(recorder.at_import)
 
@@ -268,8 +287,15 @@ def sweep(repo_root: Path, lab_folder: str, targets: list[Target]) -> list[Targe
             "-p", "no:terminal", "-p", "no:cacheprovider", *PLUGIN_ARGS,
             f"--submission={targets[0].code_root}", f"--infralens-report={report}",
         ]
-        with own_session():
-            exit_code = int(pytest.main(args, plugins=[plugin]))
+        # pytest imports each conftest.py as the module `conftest`, dropping the one before it:
+        # a caller that is itself a pytest session gets its own back.
+        callers_conftest = sys.modules.get("conftest")
+        try:
+            with own_session():
+                exit_code = int(pytest.main(args, plugins=[plugin]))
+        finally:
+            if callers_conftest is not None:
+                sys.modules["conftest"] = callers_conftest
     if len(plugin.runs) != len(targets):
         raise RuntimeError(
             f"the checks of {lab_folder} could not be collected (pytest exit code {exit_code}); "

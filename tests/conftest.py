@@ -16,8 +16,8 @@ import pytest
 
 import lab_sources
 from infralens.labs import discover_labs
-from infralens.mutants import Mutant, load_mutants, mutant_target
-from infralens.sweep import Target, TargetRun
+from infralens.mutants import Mutant, baseline_target, load_mutants, mutant_target
+from infralens.sweep import Target, TargetRun, sweep
 
 REPO = Path(__file__).resolve().parent.parent
 LABS = [lab.folder for lab in discover_labs(REPO)]
@@ -61,11 +61,11 @@ class LabSweep:
 
 
 def sweep_lab(lab_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LabSweep:
-    """Run (once per test process) every tree the invariant tests need against ``lab_folder``'s checks."""
+    """Run (once per test process, in it) every tree the invariant tests need against ``lab_folder``'s checks."""
     if lab_folder in _sweeps:
         return _sweeps[lab_folder]
     scratch = tmp_path_factory.mktemp(f"sweep-{lab_folder}")
-    targets = [Target("starter", REPO / "exercises", SEEDS[:1]), Target("solution", REPO / "solutions", SEEDS, record_calls=True)]
+    targets = [Target("starter", REPO / "exercises", SEEDS[:1]), baseline_target(REPO / "solutions" / lab_folder, scratch / "solution", "solution")]
     for name, body in lab_sources.ADVERSARIAL_BODIES.items():
         targets.append(Target(name, lab_sources.write_adversarial_tree(REPO / "exercises" / lab_folder, body, scratch / name), SEEDS))
     mutants_file = REPO / "tests" / "mutants" / f"{lab_folder}.toml"
@@ -73,12 +73,12 @@ def sweep_lab(lab_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LabS
     for mutant in mutants:
         target = mutant_target(REPO / "solutions" / lab_folder, mutant, scratch / "mutants" / mutant.name, baseline="solution")
         targets.append(dataclasses.replace(target, name=f"mutant:{mutant.name}"))
-    (scratch / "targets.json").write_text(json.dumps([target.to_json() for target in targets]), encoding="utf-8")
-    # One thread: a lab's tensors are tiny, and torch's thread pool costs 10-25x on them when the
-    # machine is busy.
-    done = run_python("-m", "infralens.sweep", str(REPO), lab_folder, str(scratch / "targets.json"), str(scratch / "runs.json"), env={"OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, f"the sweep of {lab_folder} failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
-    runs = [TargetRun.from_json(data) for data in json.loads((scratch / "runs.json").read_text(encoding="utf-8"))]
+    # In this process: a session of its own costs seconds of startup (torch, pytest, collection)
+    # per lab, and the sweep's checks run on one torch thread anyway (the plugin sees to that).
+    try:
+        runs = sweep(REPO, lab_folder, targets)
+    except RuntimeError as error:
+        pytest.fail(f"the sweep of {lab_folder} failed: {error}", pytrace=False)
     _sweeps[lab_folder] = LabSweep({run.name: run for run in runs}, mutants)
     return _sweeps[lab_folder]
 

@@ -126,7 +126,7 @@ def test_the_starters_annotations_are_the_spec_not_the_learners(tmp_path):
 def test_a_float_for_an_int_fails_the_check_with_the_function_and_the_type(kata_repo, pytester, tmp_path):
     write(kata_repo / "exercises/lab99_demo/demo.py", LOOPING_DOUBLE.replace("return a + b", "return (a + b) * 1.0"))
     report = tmp_path / "report.json"
-    result = pytester.runpytest_subprocess(f"--infralens-report={report}", "-k", "add")
+    result = pytester.runpytest_inprocess(f"--infralens-report={report}", "-k", "add")
     out = result.stdout.str()
     assert result.ret == 1
     assert "add returned float 5.0; its documented return type is int" in out
@@ -139,7 +139,7 @@ def test_a_looping_function_costs_one_limit_and_names_its_line(kata_repo, pytest
     write(kata_repo / "checks/lab99_demo/test_demo.py", CHECKS_CALLING_DOUBLE_TWICE)
     report = tmp_path / "report.json"
     start = time.monotonic()
-    result = pytester.runpytest_subprocess("--call-limit=1", f"--infralens-report={report}")
+    result = pytester.runpytest_inprocess("--call-limit=1", f"--infralens-report={report}")
     elapsed = time.monotonic() - start
     out = result.stdout.str()
     assert result.ret == 1, out
@@ -160,17 +160,17 @@ def test_the_call_limit_is_an_ini_option_with_a_command_line_twin(kata_repo, pyt
     write(kata_repo / "exercises/lab99_demo/demo.py", LOOPING_DOUBLE)
     with (kata_repo / "pyproject.toml").open("a") as config:
         config.write("infralens_call_limit = 1\n")
-    result = pytester.runpytest_subprocess("-k", "test_double")
+    result = pytester.runpytest_inprocess("-k", "test_double")
     assert "did not return within 1 s" in result.stdout.str()
-    helped = pytester.runpytest_subprocess("--help").stdout.str()
+    helped = pytester.runpytest_inprocess("--help").stdout.str()
     assert "--call-limit=SECONDS" in helped and "infralens_call_limit" in helped
-    refused = pytester.runpytest_subprocess("--call-limit=-1")
+    refused = pytester.runpytest_inprocess("--call-limit=-1")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR and "--call-limit must be 0 (off) or a positive number of seconds, got -1" in refused.stderr.str()
 
 
 def test_isolated_runs_keep_the_contract_and_word_time_outs_the_same_way(kata_repo, pytester):
     write(kata_repo / "exercises/lab99_demo/demo.py", LOOPING_DOUBLE.replace("return a + b", "return (a + b) * 1.0"))
-    result = pytester.runpytest_subprocess("--isolate", "--call-timeout=2")
+    result = pytester.runpytest_inprocess("--isolate", "--call-timeout=2")
     out = result.stdout.str()
     assert result.ret == 1, out
     assert "add returned float 5.0; its documented return type is int" in out

@@ -21,7 +21,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import REPO, run_python, write
+from conftest import DEMO_CHECKS, DEMO_HIDDEN, DEMO_HINTS, DEMO_PYPROJECT, DEMO_SOLUTION, DEMO_STARTER, REPO, run_python, write
 from infralens.grading.sandbox import availability
 
 pytestmark = [
@@ -30,6 +30,8 @@ pytestmark = [
     pytest.mark.skipif(not availability().available, reason=f"needs the bubblewrap sandbox: {availability().reason}"),
 ]
 
+# The tests that read the graded batch run on one xdist worker (see the `graded` fixture).
+BATCH = pytest.mark.xdist_group("graded-batch")
 CALL_TIMEOUT = 8  # seconds: far beyond any honest call here, so no verdict depends on load
 
 GOOD = '''
@@ -229,9 +231,17 @@ def _daemons() -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict[str, Path]:
+    """The synthetic checkout and the class folder of the robustness corpus, ungraded: for tests
+    that grade a few of its submissions themselves (each test process writes its own)."""
+    return _write_the_corpus(tmp_path_factory.mktemp("grading-corpus"))
+
+
+@pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """The batch, graded once per test session even across xdist workers (the first one grades,
-    the others read its results under a lock)."""
+    the others read its results under a lock). The tests that read it share an xdist group, so
+    under ``--dist loadgroup`` one worker grades while the others go on with other tests."""
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent
@@ -241,15 +251,13 @@ def graded(tmp_path_factory):
         if not saved.is_file():
             saved.write_text(json.dumps(_grade_the_corpus(shared / "graded-batch")))
         graded = json.loads(saved.read_text())
-    for key in ("root", "class", "out"):
+    for key in ("root", "class", "out", "scratch"):
         graded[key] = Path(graded[key])
     return graded
 
 
-def _grade_the_corpus(base: Path) -> dict:
-    """Grade the synthetic lab's solution, its starter and the whole robustness corpus in one batch."""
-    from conftest import DEMO_CHECKS, DEMO_HIDDEN, DEMO_HINTS, DEMO_PYPROJECT, DEMO_SOLUTION, DEMO_STARTER
-
+def _write_the_corpus(base: Path) -> dict[str, Path]:
+    """Write the synthetic lab (solution, starter, checks) and one submission per case of the corpus."""
     root, class_dir, out = base / "repo", base / "class", base / "out"
     for folder in (root, class_dir, out):
         folder.mkdir(parents=True)
@@ -285,30 +293,45 @@ def _grade_the_corpus(base: Path) -> dict:
         write(folder / "sitecustomize.py", "import os\nos._exit(0)\n")
         write(folder / "usercustomize.py", "import os\nos._exit(0)\n")
         write(folder / "evil.pth", "import os; os._exit(0)\n")
+    return {"root": root, "class": class_dir, "out": out}
+
+
+def _grade_the_corpus(base: Path) -> dict:
+    """Grade the synthetic lab's solution, its starter and the whole robustness corpus in one batch.
+
+    The grader's temporary folders go to a scratch folder of the batch's own, so the test that
+    they are cleaned up never sees another test's grading in progress.
+    """
+    paths = _write_the_corpus(base)
+    root, class_dir, out, scratch = paths["root"], paths["class"], paths["out"], base / "tmp"
+    scratch.mkdir()
     grader_before = _digest(root)
     done = run_python(
         "-m", "infralens", "--root", str(root), "grade", *sorted(os.listdir(class_dir)),
         "--jobs", "3", "--seed", "11", "--call-timeout", str(CALL_TIMEOUT), "--memory-limit", "2048",
         "--csv", str(out / "grades.csv"), "--json", str(out / "grades.json"), "--junit", str(out / "grades.xml"),
         cwd=class_dir,  # relative submission paths resolve against the folder the command ran in
+        env={"TMPDIR": str(scratch)},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads((out / "grades.json").read_text())
     by_name = {s["path"].rsplit("/", 1)[1]: s for s in data["submissions"]}
-    return {"root": str(root), "class": str(class_dir), "out": str(out), "data": data, "by_name": by_name, "stdout": done.stdout, "stderr": done.stderr,
-            "grader_before": grader_before, "grader_after": _digest(root), "daemons": _daemons()}
+    return {"root": str(root), "class": str(class_dir), "out": str(out), "scratch": str(scratch), "data": data, "by_name": by_name,
+            "stdout": done.stdout, "stderr": done.stderr, "grader_before": grader_before, "grader_after": _digest(root), "daemons": _daemons()}
 
 
 def _messages(result: dict) -> str:
     return " | ".join(c["message"] for c in result["checks"] if c["outcome"] != "passed")
 
 
+@BATCH
 def test_the_solution_gets_full_marks_and_the_starter_none(graded):
     assert graded["by_name"]["solved"]["total"] == graded["by_name"]["solved"]["max_points"] == 4
     assert graded["by_name"]["starter"]["total"] == 0
     assert all(c["outcome"] == "not_started" for c in graded["by_name"]["starter"]["checks"])
 
 
+@BATCH
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_submissions_get_an_exact_grade_and_a_reason(graded, name):
     _source, points, reason = HOSTILE[name]
@@ -319,6 +342,7 @@ def test_hostile_submissions_get_an_exact_grade_and_a_reason(graded, name):
     assert graded["by_name"]["solved"]["total"] == 4, "the honest classmate in the same batch keeps full marks"
 
 
+@BATCH
 @pytest.mark.parametrize("name", sorted(REFUSED))
 def test_links_and_oversized_files_are_refused_at_intake(graded, name):
     result = graded["by_name"][name]
@@ -327,19 +351,22 @@ def test_links_and_oversized_files_are_refused_at_intake(graded, name):
     assert graded["by_name"]["solved"]["total"] == 4
 
 
+@BATCH
 def test_a_timeout_names_the_real_function_never_a_placeholder(graded):
     messages = _messages(graded["by_name"]["infinite-loop"])
     assert "demo.py:" in messages and "(calling `function`)" not in messages
 
 
+@BATCH
 def test_nothing_outlives_grading_and_the_grader_is_unchanged(graded):
     assert graded["daemons"] == [], "a daemon started by learner code outlived its worker"
     assert graded["grader_after"] == graded["grader_before"], "learner code changed the grader's checkout"
     assert not Path(sysconfig.get_paths()["purelib"], "infralens-hostile.pth").exists()
     assert not list(Path("/tmp").glob("infralens-hostile-fill-*")) and not list(Path("/dev/shm").glob("infralens-hostile-fill-*"))
-    assert not list(Path("/tmp").glob("infralens-grade-*")), "the grader's scratch copies are cleaned up"
+    assert not list(graded["scratch"].iterdir()), "the grader's scratch copies are cleaned up"
 
 
+@BATCH
 def test_a_non_utf8_folder_name_is_graded_and_reported_readably(graded):
     result = graded["by_name"]["caf\\xe9-solved"]
     assert result["total"] == 4
@@ -347,6 +374,7 @@ def test_a_non_utf8_folder_name_is_graded_and_reported_readably(graded):
     assert any(r["submission"].endswith("caf\\xe9-solved") for r in rows)
 
 
+@BATCH
 def test_feedback_is_capped_and_clean(graded):
     for submission in graded["data"]["submissions"]:
         for check in submission["checks"]:
@@ -355,18 +383,21 @@ def test_feedback_is_capped_and_clean(graded):
     assert "\ufffd" in _messages(graded["by_name"]["poisons-the-xml"]), "a lone surrogate becomes U+FFFD"
 
 
+@BATCH
 def test_a_submissions_own_conftest_sitecustomize_and_pth_files_never_load(graded):
     result = graded["by_name"]["ships-hooks"]
     assert result["total"] == 1, "only `double` is right; add is wrong and no shipped hook may change that"
     assert "add(2, 3) returned -1, expected 5" in " ".join(c["message"] for c in result["checks"])
 
 
+@BATCH
 def test_a_missing_lab_folder_is_zero_with_a_reason(graded):
     result = graded["by_name"]["missing-lab"]
     assert result["total"] == 0
     assert all("lab99_demo/ is missing" in c["message"] for c in result["checks"])
 
 
+@BATCH
 def test_the_batch_completes_with_one_result_per_submission(graded):
     count = len(os.listdir(graded["class"]))
     assert len(graded["data"]["submissions"]) == count
@@ -374,11 +405,13 @@ def test_the_batch_completes_with_one_result_per_submission(graded):
     assert f"[{count}/{count}]" in graded["stderr"], "a progress line per submission in non-interactive logs"
 
 
+@BATCH
 def test_learner_code_never_touched_the_originals(graded):
     assert (graded["class"] / "deletes-its-folder" / "lab99_demo" / "demo.py").is_file(), "the worker sees a read-only copy"
     assert (graded["root"] / "solutions" / "lab99_demo" / "demo.py").is_file()
 
 
+@BATCH
 def test_csv_has_a_row_per_submission_with_lab_total_and_isolation_columns(graded):
     rows = list(csv.DictReader((graded["out"] / "grades.csv").open(encoding="utf-8")))
     assert list(rows[0]) == ["submission", "lab99_demo", "total", "max_points", "seed", "error", "isolation"]
@@ -388,6 +421,7 @@ def test_csv_has_a_row_per_submission_with_lab_total_and_isolation_columns(grade
     assert (solved["lab99_demo"], solved["total"], solved["max_points"]) == ("4", "4", "4")
 
 
+@BATCH
 def test_junit_xml_parses_and_has_a_suite_per_submission_and_failures_with_messages(graded):
     tree = ElementTree.parse(graded["out"] / "grades.xml").getroot()
     suites = tree.findall("testsuite")
@@ -399,6 +433,7 @@ def test_junit_xml_parses_and_has_a_suite_per_submission_and_failures_with_messa
     assert "is not started" in failure.get("message")
 
 
+@BATCH
 def test_same_seed_same_grades(graded, tmp_path):
     report = tmp_path / "again.json"
     done = run_python("-m", "infralens", "--root", str(graded["root"]), "grade", str(graded["class"] / "solved"), str(graded["class"] / "starter"),
@@ -410,10 +445,10 @@ def test_same_seed_same_grades(graded, tmp_path):
         assert strip(again[name]) == strip(graded["by_name"][name])
 
 
-def test_gradescope_results_follow_the_autograder_spec_and_record_the_isolation(graded, tmp_path):
+def test_gradescope_results_follow_the_autograder_spec_and_record_the_isolation(corpus, tmp_path):
     results = tmp_path / "results.json"
-    done = run_python("-m", "infralens", "--root", str(graded["root"]), "grade", str(graded["class"] / "exit-inside"), "--gradescope", str(results),
-                      "--call-timeout", str(CALL_TIMEOUT), cwd=graded["root"])
+    done = run_python("-m", "infralens", "--root", str(corpus["root"]), "grade", str(corpus["class"] / "exit-inside"), "--gradescope", str(results),
+                      "--call-timeout", str(CALL_TIMEOUT), cwd=corpus["root"])
     assert done.returncode == 0, done.stderr
     data = json.loads(results.read_text())
     assert data["score"] == 1 and isinstance(data["execution_time"], float) and data["output"].startswith("isolation: sandbox")
@@ -423,15 +458,15 @@ def test_gradescope_results_follow_the_autograder_spec_and_record_the_isolation(
         assert test["status"] in ("passed", "failed") and 0 <= test["score"] <= test["max_score"]
     hidden = next(t for t in data["tests"] if t["visibility"] == "after_published")
     assert hidden["output"].startswith("hidden check: feedback is withheld")
-    too_many = run_python("-m", "infralens", "--root", str(graded["root"]), "grade", str(graded["class"] / "solved"), str(graded["class"] / "starter"), "--gradescope", str(results), cwd=graded["root"])
+    too_many = run_python("-m", "infralens", "--root", str(corpus["root"]), "grade", str(corpus["class"] / "solved"), str(corpus["class"] / "starter"), "--gradescope", str(results), cwd=corpus["root"])
     assert too_many.returncode == 2 and "one submission's results.json" in too_many.stderr
 
 
-def test_shards_split_the_class_and_merge_back(graded, tmp_path):
-    submissions = [str(graded["class"] / name) for name in ("solved", "starter", "syntax-error")]
+def test_shards_split_the_class_and_merge_back(corpus, tmp_path):
+    submissions = [str(corpus["class"] / name) for name in ("solved", "starter", "syntax-error")]
     for index in (1, 2):
-        done = run_python("-m", "infralens", "--root", str(graded["root"]), "grade", *submissions, "--shard", f"{index}/2", "--seed", "11",
-                          "--json", str(tmp_path / f"shard{index}.json"), cwd=graded["root"])
+        done = run_python("-m", "infralens", "--root", str(corpus["root"]), "grade", *submissions, "--shard", f"{index}/2", "--seed", "11",
+                          "--json", str(tmp_path / f"shard{index}.json"), cwd=corpus["root"])
         assert done.returncode == 0, done.stderr
     sizes = [len(json.loads((tmp_path / f"shard{i}.json").read_text())["submissions"]) for i in (1, 2)]
     assert sorted(sizes) == [1, 2]
@@ -444,16 +479,16 @@ def test_shards_split_the_class_and_merge_back(graded, tmp_path):
     assert twice.returncode == 2 and "graded in more than one shard" in twice.stderr
 
 
-def test_bad_shard_spec(graded):
-    done = run_python("-m", "infralens", "--root", str(graded["root"]), "grade", str(graded["class"] / "solved"), "--shard", "3/2", cwd=graded["root"])
+def test_bad_shard_spec(corpus):
+    done = run_python("-m", "infralens", "--root", str(corpus["root"]), "grade", str(corpus["class"] / "solved"), "--shard", "3/2", cwd=corpus["root"])
     assert done.returncode == 2 and "--shard 3/2: the job number must be between 1 and 2" in done.stderr
 
 
-def test_a_used_up_budget_costs_the_remaining_checks_with_the_reason(graded, tmp_path):
+def test_a_used_up_budget_costs_the_remaining_checks_with_the_reason(corpus, tmp_path):
     write(tmp_path / "slow/lab99_demo/demo.py", GOOD.replace("return a + b", "while True:\n        pass").replace("return 2 * a", "while True:\n        pass"))
     report = tmp_path / "budget.json"
-    done = run_python("-m", "infralens", "--root", str(graded["root"]), "grade", str(tmp_path / "slow"), str(graded["class"] / "solved"),
-                      "--budget", "6", "--call-timeout", "4", "--json", str(report), cwd=graded["root"])
+    done = run_python("-m", "infralens", "--root", str(corpus["root"]), "grade", str(tmp_path / "slow"), str(corpus["class"] / "solved"),
+                      "--budget", "6", "--call-timeout", "4", "--json", str(report), cwd=corpus["root"])
     assert done.returncode == 0, done.stderr
     by_name = {Path(s["path"]).name: s for s in json.loads(report.read_text())["submissions"]}
     messages = [check["message"] for check in by_name["slow"]["checks"]]
@@ -462,17 +497,17 @@ def test_a_used_up_budget_costs_the_remaining_checks_with_the_reason(graded, tmp
     assert by_name["solved"]["total"] == 4, "the next submission has a budget of its own"
 
 
-def test_without_a_sandbox_grading_refuses_unless_asked_and_then_says_so_everywhere(graded, tmp_path, monkeypatch, capsys):
+def test_without_a_sandbox_grading_refuses_unless_asked_and_then_says_so_everywhere(corpus, tmp_path, monkeypatch, capsys):
     from infralens import cli
     from infralens.grading import sandbox
 
     monkeypatch.setattr(sandbox, "availability", lambda: sandbox.Availability(None, "no bwrap found"))
-    assert cli.main(["--root", str(graded["root"]), "grade", str(graded["class"] / "solved")]) == 2
+    assert cli.main(["--root", str(corpus["root"]), "grade", str(corpus["class"] / "solved")]) == 2
     refusal = capsys.readouterr().err
     assert "none is available here: no bwrap found" in refusal and "apt install bubblewrap" in refusal and "--no-sandbox" in refusal
     out = tmp_path / "out"
-    done = run_python("-m", "infralens", "--root", str(graded["root"]), "grade", "solved", "--no-sandbox",
-                      "--csv", str(out) + ".csv", "--json", str(out) + ".json", "--junit", str(out) + ".xml", cwd=graded["class"])
+    done = run_python("-m", "infralens", "--root", str(corpus["root"]), "grade", "solved", "--no-sandbox",
+                      "--csv", str(out) + ".csv", "--json", str(out) + ".json", "--junit", str(out) + ".xml", cwd=corpus["class"])
     assert done.returncode == 0, done.stderr
     assert "WARNING: NO SANDBOX (--no-sandbox)" in done.stderr
     data = json.loads(Path(str(out) + ".json").read_text())
@@ -480,11 +515,11 @@ def test_without_a_sandbox_grading_refuses_unless_asked_and_then_says_so_everywh
     assert "NO SANDBOX" in Path(str(out) + ".csv").read_text() and "NO SANDBOX" in Path(str(out) + ".xml").read_text()
 
 
-def test_a_change_to_the_graders_files_voids_the_running_grades_and_still_reports(graded, tmp_path, monkeypatch):
+def test_a_change_to_the_graders_files_voids_the_running_grades_and_still_reports(corpus, tmp_path, monkeypatch):
     from infralens.grading import batch
 
     root = tmp_path / "repo"
-    shutil.copytree(graded["root"], root)
+    shutil.copytree(corpus["root"], root)
     real = batch.grade_one
 
     def tampering(repo_root, submission, options, scratch, protected):
@@ -496,7 +531,7 @@ def test_a_change_to_the_graders_files_voids_the_running_grades_and_still_report
 
     monkeypatch.setattr(batch, "grade_one", tampering)
     with pytest.raises(batch.GraderTampered, match="changed while grading") as raised:
-        batch.grade(root, [graded["class"] / "solved", graded["class"] / "starter"], batch.GradeOptions(seed=1))
+        batch.grade(root, [corpus["class"] / "solved", corpus["class"] / "starter"], batch.GradeOptions(seed=1))
     solved, starter = raised.value.results
     assert solved.error is None and solved.total(raised.value.checks) == (4, 4), "graded before the change: kept"
     assert starter.error == "void: the grader's files changed while this submission was graded"

@@ -1,4 +1,5 @@
-"""The pytest plugin end to end, on a tiny synthetic checkout (lab99_demo), in a subprocess each."""
+"""The pytest plugin end to end, on a tiny synthetic checkout (lab99_demo): each run a pytest
+session of its own, in this process (a new Python each time would cost most of the module's time)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 
 import pytest
 
+import infralens.grading.remote  # noqa: F401  (what --isolate loads; pytester unloads what a run imported, and numpy cannot load twice)
 from conftest import run_python, write
 
 SOLVED_WRONG = '''
@@ -22,7 +24,7 @@ def double(a: int) -> int:
 
 
 def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(*args)
+    return pytester.runpytest_inprocess(*args)
 
 
 def _before_short_summary(out: str) -> str:
@@ -266,9 +268,10 @@ def test_solutions_and_submission_together_are_refused(kata_repo, pytester, tmp_
 
 def test_the_plugin_stays_out_of_other_projects(pytester):
     pytester.makepyfile(test_plain="def test_plain():\n    assert 1 + 1 == 2\n")
-    result = _run(pytester, "-p", "no:cacheprovider")
+    # A Python of its own: another project loads every installed plugin, ours among them.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == 0 and "InfraLens" not in result.stdout.str()
-    refused = _run(pytester, "--solutions")
+    refused = pytester.runpytest_subprocess("--solutions")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR and "is not an InfraLens Katas checkout" in refused.stderr.str()
 
 

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from conftest import run_python, write
-from infralens.mutants import Mutant, mutant_target
+from infralens.mutants import Mutant, baseline_target, mutant_target
 from infralens.sweep import Target, TargetRun, changed_lines
 
 SOURCE = textwrap.dedent('''
@@ -72,7 +72,7 @@ def double(a: int) -> int:
 def _sweep(kata_repo, tmp_path, mutants: list[Mutant], mutant_seeds: tuple[int, ...] = (1, 2)) -> dict[str, TargetRun]:
     """Sweep the demo lab: the reference under seeds 1 and 2, recording calls, then each mutant."""
     solutions = kata_repo / "solutions"
-    targets = [Target("reference", solutions, (1, 2), record_calls=True)]
+    targets = [baseline_target(solutions / "lab99_demo", tmp_path / "reference", "reference", seeds=(1, 2))]
     targets += [mutant_target(solutions / "lab99_demo", m, tmp_path / m.name, "reference", seeds=mutant_seeds) for m in mutants]
     (tmp_path / "targets.json").write_text(json.dumps([t.to_json() for t in targets]), encoding="utf-8")
     done = run_python("-m", "infralens.sweep", str(kata_repo), "lab99_demo", str(tmp_path / "targets.json"), str(tmp_path / "runs.json"), cwd=kata_repo)
@@ -95,6 +95,17 @@ def test_a_mutant_runs_only_the_checks_that_call_the_changed_function(kata_repo,
     assert [row.split("::")[1] for row in runs["add-body"].unaffected] == ["test_double"]
     assert _failing(runs["add-body"]) == {"test_add_small_numbers", "test_add_matches_reference"}
     assert sorted(row.split("::")[1] for row in runs["double-body"].unaffected) == ["test_add_matches_reference", "test_add_small_numbers"]
+    assert _failing(runs["double-body"]) == {"test_double"}
+
+
+@pytest.mark.slow
+def test_what_only_the_oracle_calls_never_makes_a_check_see_a_change(kata_repo, tmp_path):
+    hidden = kata_repo / "checks/lab99_demo/test_hidden_demo.py"
+    hidden.write_text(hidden.read_text(encoding="utf-8").replace("oracle.demo.add(a, b)", "oracle.demo.add(a, b) + 0 * oracle.demo.double(a)"), encoding="utf-8")
+    runs = _sweep(kata_repo, tmp_path, [Mutant("double-body", "demo.py", "", "return 2 * a", "return 3 * a")])
+    assert sorted(row.split("::")[1] for row in runs["double-body"].unaffected) == ["test_add_matches_reference", "test_add_small_numbers"], (
+        "the reference's own `double` runs for the oracle only: the mutant's `double` is never called by that check"
+    )
     assert _failing(runs["double-body"]) == {"test_double"}
 
 
