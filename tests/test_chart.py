@@ -25,6 +25,7 @@ def test_only_labs_with_a_chart_are_drawn(capsys):
     assert "lab06 has no chart; charts exist for lab07" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # measures all 32 configurations with the model
 def test_the_reference_risk_table_is_drawn(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "risk.png"
