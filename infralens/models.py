@@ -231,7 +231,8 @@ class ModelConfig:
         ``layer_types`` decides when present (Gemma-2: even layers slide); otherwise every layer slides
         when ``sliding_window`` is set (Mistral-7B-v0.1, Phi-3) and none does when it is ``None``.
         """
-        self._check_layer_index(layer_index)
+        if type(layer_index) is not int or not 0 <= layer_index < self.num_hidden_layers:  # the common case, checked first: labs ask per layer
+            self._check_layer_index(layer_index)
         if self.layer_types is not None:
             return self.sliding_window if self.layer_types[layer_index] == "sliding_attention" else None
         return self.sliding_window
