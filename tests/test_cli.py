@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from conftest import run_python, write
+from infralens import cli
 
 SOLVED_ADD = '''
 def add(a: int, b: int) -> int:
@@ -21,8 +27,23 @@ def double(a: int) -> int:
 '''
 
 
-def infralens(root, *args):
-    return run_python("-m", "infralens", "--root", str(root), *args, cwd=root)
+def infralens(root, *args: str) -> subprocess.CompletedProcess:
+    """``infralens --root ROOT *args`` run from ``root``, in this process: a new Python would cost
+    most of each test. Output and exit code come back as from a subprocess."""
+    out, err = io.StringIO(), io.StringIO()
+    caller, callers_conftest = os.getcwd(), sys.modules.get("conftest")
+    os.chdir(root)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(["--root", str(root), *args])
+            except SystemExit as stop:  # argparse's usage errors
+                code = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        os.chdir(caller)
+        if callers_conftest is not None:  # a checks/conftest.py the run imported took the name
+            sys.modules["conftest"] = callers_conftest
+    return subprocess.CompletedProcess(["infralens", *args], code, out.getvalue(), err.getvalue())
 
 
 def test_progress_prints_the_table_without_pytest_output(kata_repo):
