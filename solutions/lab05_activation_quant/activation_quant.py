@@ -43,6 +43,8 @@ import math
 import torch
 from torch import Tensor
 
+from infralens.tensors import require_float_tensor
+
 # --------------------------------------------------------------------------------------------
 # Given: vocabulary and helpers of the lab (not exercises)
 # --------------------------------------------------------------------------------------------
@@ -87,16 +89,7 @@ def check_activations(x: Tensor, name: str) -> None:
     """Raise ``ValueError`` unless ``x`` is a non-empty, at least 1-D, finite tensor of a dtype in
     ``ACTIVATION_DTYPES``. The message starts with ``name`` and names the problem: the type, the
     dtype, the shape, or "NaN or Inf" with the first bad value's index."""
-    if not isinstance(x, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in ACTIVATION_DTYPES:
-        raise ValueError(f"{name} has dtype {x.dtype}; activations and weights must be one of {ACTIVATION_DTYPES}")
-    if x.dim() == 0 or x.numel() == 0:
-        raise ValueError(f"{name} must be a non-empty tensor with a last (hidden) dimension, got shape {tuple(x.shape)}")
-    bad = ~torch.isfinite(x)
-    if bad.any():
-        first = tuple(bad.nonzero()[0].tolist())
-        raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) (NaN or Inf), the first at {first}: {x[first].item()}")
+    require_float_tensor(x, name, ACTIVATION_DTYPES)
 
 
 def int_mm_applies(a: Tensor, b: Tensor) -> bool:

@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from infralens.tensors import require_float_tensor
+
 # --------------------------------------------------------------------------------------------
 # Given: vocabulary and helpers of the lab (not exercises)
 # --------------------------------------------------------------------------------------------
@@ -96,16 +98,7 @@ def check_kv(x: Tensor, name: str, min_dim: int = 1) -> None:
     """Raise ``ValueError`` unless ``x`` is a finite, non-empty tensor of a dtype in ``KV_DTYPES``
     with at least ``min_dim`` dims. The message starts with ``name`` and names the problem: the
     type, the dtype, the shape, or "NaN or Inf" with the first bad value's index."""
-    if not isinstance(x, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in KV_DTYPES:
-        raise ValueError(f"{name} has dtype {x.dtype}; keys and values must be one of {KV_DTYPES}")
-    if x.dim() < min_dim or x.numel() == 0:
-        raise ValueError(f"{name} must be a non-empty tensor with at least {min_dim} dims, got shape {tuple(x.shape)}")
-    bad = ~torch.isfinite(x)
-    if bad.any():
-        first = tuple(bad.nonzero()[0].tolist())
-        raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) (NaN or Inf), the first at {first}: {x[first].item()}")
+    require_float_tensor(x, name, KV_DTYPES, min_dim)
 
 
 def pack_codes(codes: Tensor, bits: int) -> Tensor:

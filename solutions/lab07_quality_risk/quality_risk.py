@@ -66,6 +66,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from infralens.tensors import require_float_tensor
 from infralens.tinylm import TinyLM, load_tiny_lm
 
 # --------------------------------------------------------------------------------------------
@@ -112,16 +113,7 @@ def quant_max(bits: int) -> int:
 def check_tensor(x: object, name: str, min_dim: int = 1) -> None:
     """Raise ``ValueError`` unless ``x`` is a finite, non-empty tensor of a dtype in ``FLOAT_DTYPES``
     with at least ``min_dim`` dims; the message starts with ``name`` and names the problem."""
-    if not isinstance(x, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{name} has dtype {x.dtype}; expected one of {FLOAT_DTYPES}")
-    if x.dim() < min_dim or x.numel() == 0:
-        raise ValueError(f"{name} must be a non-empty tensor with at least {min_dim} dims, got shape {tuple(x.shape)}")
-    bad = ~torch.isfinite(x)
-    if bad.any():
-        first = tuple(bad.nonzero()[0].tolist())
-        raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) (NaN or Inf), the first at {first}: {x[first].item()}")
+    require_float_tensor(x, name, FLOAT_DTYPES, min_dim)
 
 
 def check_granularity(target: str, granularity: object) -> None:
