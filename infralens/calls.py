@@ -25,6 +25,7 @@ import ast
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -182,8 +183,26 @@ class Contract:
     returns: ReturnType | None = None
 
 
+_CONTRACTS: dict[tuple[str, int, int], dict[str, Contract]] = {}  # (starter, mtime_ns, size) -> its contracts
+
+
 def read_contracts(starter: Path) -> dict[str, Contract]:
-    """The top-level functions and classes of a starter file; ``{}`` when it is missing or does not parse."""
+    """The top-level functions and classes of a starter file; ``{}`` when it is missing or does not parse.
+
+    Parsed once per version of the file in this process: a sweep checks dozens of trees against
+    the same starters, and every tree has a guard of its own.
+    """
+    try:
+        stat = starter.stat()
+    except OSError:
+        return {}
+    key = (str(starter), stat.st_mtime_ns, stat.st_size)
+    if key not in _CONTRACTS:
+        _CONTRACTS[key] = _parse_contracts(starter)
+    return _CONTRACTS[key]
+
+
+def _parse_contracts(starter: Path) -> dict[str, Contract]:
     try:
         tree = ast.parse(starter.read_text(encoding="utf-8"), filename=str(starter))
     except (OSError, SyntaxError, ValueError):
@@ -269,16 +288,16 @@ class CallGuard:
         return value
 
     def _limited(self, target: Any, args: tuple, kwargs: dict) -> Any:
-        global _running
+        global _running, _deadline
         if self.limit <= 0 or self.unavailable or _running or _is_remote(target) or not _alarm_is_ours():
             return target(*args, **kwargs)
-        _running = True
-        signal.setitimer(signal.ITIMER_REAL, self.limit, REPEAT_SECONDS)
+        _deadline = time.monotonic() + self.limit
+        _running = True  # before arming: a timer that fires in between sets itself for this call
+        _arm(self.limit)
         try:
             return target(*args, **kwargs)
         finally:
             _running = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
 
     def _frame_of(self, stopped: BaseException) -> tuple[str, str, str] | None:
         """``(function, "file:line", source)`` of the innermost learner frame the timer interrupted."""
@@ -307,12 +326,42 @@ class CallGuard:
         return CallTimedOut(message)
 
 
+# The timer of limited calls. Setting an interval timer is a system call, and checks make hundreds
+# of thousands of calls, so it is not set and cleared around each: a call arms it only when it is
+# not armed already, to fire at that call's deadline. A timer armed by an earlier call fires no
+# later than any later call's deadline (deadlines only grow), and then :func:`_on_alarm` sets it
+# again for whatever call is running. The ``lab`` fixture clears it after each check (:func:`disarm_call_timer`).
 _running = False  # a limited call is in progress in this process
+_deadline = 0.0  # time.monotonic() at which the running call is out of time
+_armed = False  # the timer will fire
+
+
+def _arm(seconds: float) -> None:
+    global _armed
+    if not _armed:
+        _armed = True
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def disarm_call_timer() -> None:
+    """Clear the call timer (at the end of a check): no signal reaches code that runs between checks."""
+    global _armed
+    if _armed:
+        _armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
-    if _running:
-        raise _OutOfTime
+    global _armed
+    _armed = False
+    if not _running:
+        return
+    left = _deadline - time.monotonic()
+    if left > 0:
+        _arm(left)
+        return
+    _arm(REPEAT_SECONDS)  # fires again until the call is abandoned: a bare `except:` cannot hold it
+    raise _OutOfTime
 
 
 def _alarm_is_ours() -> bool:
@@ -374,11 +423,16 @@ class ContractLab:
 
     def __init__(self, code: Any, guard: CallGuard, lab_folder: str):
         self._code, self._guard, self._lab_folder = code, guard, lab_folder
+        self._modules: dict[str, ContractModule] = {}  # checks read lab.<module> once per call they make
 
     def __getattr__(self, module: str) -> ContractModule:
         if module.startswith("_"):
             raise AttributeError(module)
-        return ContractModule(getattr(self._code, module), self._guard, self._lab_folder, module)
+        loaded = getattr(self._code, module)
+        seen = self._modules.get(module)
+        if seen is None or seen._module is not loaded:
+            seen = self._modules[module] = ContractModule(loaded, self._guard, self._lab_folder, module)
+        return seen
 
 
 class ContractModule:
@@ -386,18 +440,22 @@ class ContractModule:
 
     def __init__(self, module: Any, guard: CallGuard, lab_folder: str, name: str):
         self._module, self._guard, self._lab_folder, self._name = module, guard, lab_folder, name
+        self._wrapped: dict[str, tuple[Any, Any]] = {}  # name -> (the learner's object, what checks get)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
         value = getattr(self._module, name)
+        seen = self._wrapped.get(name)
+        if seen is not None and seen[0] is value:  # the learner may rebind a name: wrap what is there now
+            return seen[1]
         contract = self._guard.contracts(self._lab_folder, self._name).get(name)
         if contract is None or not callable(value):
             return value
         where = (self._lab_folder, self._name, name)
-        if contract.is_class:
-            return LimitedClass(value, self._guard, where, contract)
-        return _limited_function(value, self._guard, where, contract)
+        wrapped = LimitedClass(value, self._guard, where, contract) if contract.is_class else _limited_function(value, self._guard, where, contract)
+        self._wrapped[name] = (value, wrapped)
+        return wrapped
 
     def __repr__(self) -> str:
         return f"<learner module {self._lab_folder}/{self._name}.py>"

@@ -84,7 +84,8 @@ class LabCode:
     def __getattr__(self, module: str) -> ModuleType:
         if module.startswith("_"):
             raise AttributeError(module)
-        return self.module(module)
+        loaded = self.__dict__[module] = self.module(module)  # later reads skip this method
+        return loaded
 
     def module(self, name: str) -> ModuleType:
         """Import ``<root>/<lab>/<name>.py`` (cached); missing or broken files raise a learner-facing error."""

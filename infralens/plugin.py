@@ -30,12 +30,13 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
 from infralens import feedback
-from infralens.calls import CallGuard, ContractLab
+from infralens.calls import CallGuard, ContractLab, disarm_call_timer
 from infralens.hints import HintsError, load_hints
 from infralens.labs import Lab, checks_for, discover_labs, lab_of_path, resolve_lab
 from infralens.loader import LabCode, code_root_of_submission
@@ -524,9 +525,10 @@ def _session(request: pytest.FixtureRequest) -> InfraLensSession:
 
 
 @pytest.fixture
-def lab(request: pytest.FixtureRequest) -> LabCode:
+def lab(request: pytest.FixtureRequest) -> Iterator[ContractLab]:
     """The code under test for this check's lab: ``lab.quantization_plan`` is the learner's module."""
-    return _session(request).lab_code(request.node)
+    yield _session(request).lab_code(request.node)
+    disarm_call_timer()
 
 
 @pytest.fixture

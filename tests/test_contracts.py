@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import signal
 import time
 
 import numpy as np
@@ -121,6 +122,39 @@ def test_the_starters_annotations_are_the_spec_not_the_learners(tmp_path):
     plan = demo.Plan(4)
     assert plan.bits == 4 and isinstance(plan, demo.Plan) and demo.Plan.__name__ == "Plan"
     assert demo.total.__name__ == "total"
+
+
+def test_each_call_gets_its_whole_limit_from_a_timer_armed_once_and_cleared_after_the_check(tmp_path):
+    """Calls do not set the timer each time: one armed by an earlier call may fire during a later
+    one, which must then run on to its own limit, and a call past its limit is still stopped."""
+    write(tmp_path / "exercises/lab99_demo/demo.py", """
+        def spin(seconds: float) -> int:
+            ...
+    """)
+    write(tmp_path / "code/lab99_demo/demo.py", """
+        import time
+
+        def spin(seconds: float) -> int:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                pass
+            return 0
+    """)
+    from infralens.calls import CallTimedOut, disarm_call_timer
+    from infralens.loader import LabCode
+
+    guard = CallGuard(1.0, tmp_path / "exercises", tmp_path / "code", "code")
+    demo = guard.lab(LabCode(tmp_path / "code", "lab99_demo", "code"), "lab99_demo").demo
+    for _ in range(1000):
+        demo.spin(0)  # the first call arms the timer for 1 s from now; the others leave it alone
+    time.sleep(0.8)
+    assert demo.spin(0.5) == 0, "the timer of the first call fires 0.2 s into this one, which has 0.8 s left"
+    start = time.monotonic()
+    with pytest.raises(CallTimedOut, match=r"your `spin` did not return within 1 s \(called with \(30,\)\)"):
+        demo.spin(30)
+    assert 0.9 < time.monotonic() - start < 20, "stopped at its limit: not before, and not never (loose: cores may be busy)"
+    disarm_call_timer()
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0), "no timer outlives the check"
 
 
 def test_a_float_for_an_int_fails_the_check_with_the_function_and_the_type(kata_repo, pytester, tmp_path):
