@@ -13,6 +13,7 @@ rejects everything fails it.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -50,15 +51,16 @@ def _tiny_mla(**changes) -> ModelConfig:
     return ModelConfig(**{**fields, **changes})
 
 
-def _fixed_models() -> list[ModelConfig]:
-    """Every preset, tiny MLA layers with every bias switch, and odd small models."""
-    return [preset(name) for name in preset_names()] + [
+@functools.cache
+def _fixed_models() -> tuple[ModelConfig, ...]:
+    """Every preset, tiny MLA layers with every bias switch, and odd small models (built once: configs are frozen)."""
+    return tuple([preset(name) for name in preset_names()] + [
         _tiny_mla(), _tiny_mla(q_lora_rank=None), _tiny_mla(attention_bias=False), _tiny_mla(attention_output_bias=True),
         _tiny_mla(n_shared_experts=None, topk_method="greedy", first_k_dense_replace=0),
         ModelConfig("odd", "llama", 1, 3, 1, 1, 3, 5, 7, tie_word_embeddings=True),
         ModelConfig("odd-layernorm", "gpt2", 3, 10, 2, 2, 5, 30, 11, attention_bias=True, attention_output_bias=True, mlp_bias=True, gated_mlp=False,
                     norm_type="layer_norm", learned_position_embeddings=True, max_position_embeddings=13),
-    ]
+    ])
 
 
 def _models(rng, family):

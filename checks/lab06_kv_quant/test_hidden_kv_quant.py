@@ -54,9 +54,12 @@ def _cases(rng: random.Random, seed: int) -> list[tuple[str, torch.Tensor]]:
     return edge_tensors() + [_random_kv(rng, seed + i) for i in range(RANDOM_CASES)]
 
 
+EDGE_CASES = len(edge_tensors())
+
+
 def _edge(index: int) -> bool:
     """True for the deterministic edge cases at the front of :func:`_cases`: their other arguments are fixed too."""
-    return index < len(edge_tensors())
+    return index < EDGE_CASES
 
 
 @check("quantize_groups", points=3)
