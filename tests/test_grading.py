@@ -2,8 +2,8 @@
 in the same batch keeps full marks, nothing outlives grading or alters the grader, and every output
 format has the structure its consumer expects.
 
-One module-scoped batch grades the whole robustness corpus (two judging processes at a time): one
-hostile submission or more per category of the threat table in the README's teacher section.
+One module-scoped batch grades the whole robustness corpus: one hostile submission or more per
+category of the threat table in the README's teacher section.
 """
 
 from __future__ import annotations
@@ -125,7 +125,10 @@ HOSTILE = {
     "os-exit-at-import": ("import os\nos._exit(0)\n" + GOOD, 0, "ended its process"),
     "sys-exit-at-import": ("import sys\nsys.exit('bye')\n" + GOOD, 0, "importing your module raised your code called sys.exit(bye)"),
     "segfault": (GOOD.replace("return a + b", "import ctypes\n    return ctypes.string_at(0)"), 1, "SIGSEGV"),
-    "memory-bomb": (GOOD.replace("return a + b", "blocks = [bytearray(1 << 30) for _ in range(64)]\n    return a + b"), 1, "MemoryError"),
+    # Blocks of 3 GiB, each past the batch's 2 GiB address-space limit: without a limit they would
+    # fill the machine; with it the first allocation fails before it touches a page, so the bomb
+    # meets its memory limit at once, however busy the machine, never its call limit.
+    "memory-bomb": (GOOD.replace("return a + b", "blocks = [bytearray(3 << 30) for _ in range(64)]\n    return a + b"), 1, "MemoryError"),
     "syntax-error": ("def add(a, b):\n    return a +\n", 0, "has a syntax error"),
     "floods-output": (GOOD.replace("return a + b", "print('x' * 5_000_000)\n    return a + b"), 4, None),
     "deletes-its-folder": (GOOD.replace("return a + b", "import shutil, pathlib\n    shutil.rmtree(pathlib.Path(__file__).parent, ignore_errors=True)\n    return a + b"), 4, None),
@@ -199,6 +202,10 @@ HOSTILE = {
         f"did not return within {CALL_TIMEOUT} s (called with (2, 3))",
     ),
 }
+
+# The cases that sit out a call limit: graded first, each in a slot of its own, while two more
+# slots grade the rest of the corpus (sleeping costs no CPU).
+WAIT_OUT_THEIR_LIMIT = ("infinite-loop", "slow-once", "stubborn-once")
 
 # Submissions refused at intake: (how to build it, the reason in the feedback).
 REFUSED = {
@@ -307,8 +314,8 @@ def _grade_the_corpus(base: Path) -> dict:
     scratch.mkdir()
     grader_before = _digest(root)
     done = run_python(
-        "-m", "infralens", "--root", str(root), "grade", *sorted(os.listdir(class_dir)),
-        "--jobs", "3", "--seed", "11", "--call-timeout", str(CALL_TIMEOUT), "--memory-limit", "2048",
+        "-m", "infralens", "--root", str(root), "grade", *sorted(os.listdir(class_dir), key=lambda name: (name not in WAIT_OUT_THEIR_LIMIT, name)),
+        "--jobs", str(len(WAIT_OUT_THEIR_LIMIT) + 2), "--seed", "11", "--call-timeout", str(CALL_TIMEOUT), "--memory-limit", "2048",
         "--csv", str(out / "grades.csv"), "--json", str(out / "grades.json"), "--junit", str(out / "grades.xml"),
         cwd=class_dir,  # relative submission paths resolve against the folder the command ran in
         env={"TMPDIR": str(scratch)},
