@@ -115,7 +115,7 @@ class _CallRecorder:
         self.prefix = str(code_root) + "/"
         self.spans: set[tuple[str, int, int]] = set()
         self.at_import: set[tuple[str, int, int]] = set()
-        self._profile = cProfile.Profile()
+        self._profile = cProfile.Profile(builtins=False)
         self._previous = None
 
     def __enter__(self) -> "_CallRecorder":

@@ -10,6 +10,7 @@ with the ``setup.sh`` and ``run_autograder`` scripts Gradescope runs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import zipfile
 from pathlib import Path
 
 from infralens.labs import discover_labs
+from infralens.sessions import PLUGIN_ARGS, own_session_env
 
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".infralens")
 TORCH_CPU = "python -m pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
@@ -52,8 +54,8 @@ def _exercise_points(root: Path) -> list[tuple[str, str, int]]:
     with tempfile.TemporaryDirectory(prefix="infralens-release-") as scratch:
         report = Path(scratch) / "report.json"
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", f"--infralens-report={report}"],
-            cwd=root, capture_output=True, text=True,
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *PLUGIN_ARGS, f"--infralens-report={report}"],
+            cwd=root, capture_output=True, text=True, env=own_session_env(os.environ),
         )
         if not report.is_file():
             raise RuntimeError(f"could not collect the public checks of the release: {done.stdout[-2000:]}{done.stderr[-2000:]}")
