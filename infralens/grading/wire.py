@@ -21,9 +21,10 @@ import math
 import re
 import struct
 import sys
-from typing import Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_MESSAGE_BYTES = 1 << 30  # a worker cannot make the judge allocate more than 1 GiB per message
 TOOLING_DATACLASSES = {"infralens.models.ModelConfig"}
@@ -80,17 +81,19 @@ def encode(value: Any, frames: list[bytes], as_handle: Callable[[Any], Handle] |
         tensor = value.detach().to("cpu").contiguous()
         frames.append(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
         return {"tensor": len(frames) - 1, "dtype": str(tensor.dtype).removeprefix("torch."), "shape": list(tensor.shape)}
-    if kind is np.ndarray and value.dtype.kind in "biufc":
-        array = np.ascontiguousarray(value)
-        frames.append(array.tobytes())
-        return {"ndarray": len(frames) - 1, "dtype": array.dtype.str, "shape": list(array.shape)}
     if torch is not None and kind is torch.dtype:
         return {"torch_dtype": str(value).removeprefix("torch.")}
-    if isinstance(value, np.dtype) and value.kind in "biufc":
-        return {"np_dtype": value.str}
-    if isinstance(value, np.generic) and kind.__module__ == "numpy" and np.dtype(kind).kind in "biufc":
-        frames.append(np.asarray(value).tobytes())
-        return {"npscalar": len(frames) - 1, "dtype": np.dtype(kind).str}
+    np = sys.modules.get("numpy")  # likewise: a process that never imported NumPy holds no array
+    if np is not None:
+        if kind is np.ndarray and value.dtype.kind in "biufc":
+            array = np.ascontiguousarray(value)
+            frames.append(array.tobytes())
+            return {"ndarray": len(frames) - 1, "dtype": array.dtype.str, "shape": list(array.shape)}
+        if isinstance(value, np.dtype) and value.kind in "biufc":
+            return {"np_dtype": value.str}
+        if isinstance(value, np.generic) and kind.__module__ == "numpy" and np.dtype(kind).kind in "biufc":
+            frames.append(np.asarray(value).tobytes())
+            return {"npscalar": len(frames) - 1, "dtype": np.dtype(kind).str}
     qualified = f"{kind.__module__}.{kind.__qualname__}"
     if qualified in TOOLING_DATACLASSES and dataclasses.is_dataclass(value):
         fields = {f.name: encode(getattr(value, f.name), frames, as_handle) for f in dataclasses.fields(value)}
@@ -147,7 +150,7 @@ def decode(data: Any, frames: list[bytes], make_handle: Callable[[Handle], Any])
         payload = _frame(frames, data["ndarray"])
         if len(payload) != dtype.itemsize * math.prod(shape):
             raise WireError(f"array payload of {len(payload)} bytes does not fit {dtype} {shape}")
-        return np.frombuffer(payload, dtype=dtype).reshape(shape).copy()
+        return importlib.import_module("numpy").frombuffer(payload, dtype=dtype).reshape(shape).copy()
     if "torch_dtype" in data:
         torch = importlib.import_module("torch")
         dtype = getattr(torch, str(data["torch_dtype"]), None)
@@ -161,7 +164,7 @@ def decode(data: Any, frames: list[bytes], make_handle: Callable[[Handle], Any])
         payload = _frame(frames, data["npscalar"])
         if len(payload) != dtype.itemsize:
             raise WireError("numpy scalar payload has the wrong size")
-        return np.frombuffer(payload, dtype=dtype)[0].copy()
+        return importlib.import_module("numpy").frombuffer(payload, dtype=dtype)[0].copy()
     if "dataclass" in data:
         return _tooling_dataclass(data, frames, make_handle)
     if "handle" in data:
@@ -195,8 +198,9 @@ def _shape(shape: Any) -> tuple[int, ...]:
 
 
 def _numeric_dtype(name: Any) -> np.dtype:
+    """A numeric NumPy dtype by its ``str`` (NumPy is imported here, when a message carries an array)."""
     try:
-        dtype = np.dtype(str(name))
+        dtype = importlib.import_module("numpy").dtype(str(name))
     except TypeError:
         raise WireError(f"unknown dtype {name!r}") from None
     if dtype.kind not in "biufc":
