@@ -21,7 +21,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import DEMO_CHECKS, DEMO_HIDDEN, DEMO_HINTS, DEMO_PYPROJECT, DEMO_SOLUTION, DEMO_STARTER, REPO, run_python, write
+from conftest import DEMO_CHECKS, DEMO_HIDDEN, DEMO_HINTS, DEMO_PYPROJECT, DEMO_SOLUTION, DEMO_STARTER, FOREIGN_PLUGINS, REPO, run_python, write
 from infralens.grading.sandbox import availability
 
 pytestmark = [
@@ -553,11 +553,13 @@ def test_release_has_no_solutions_or_hidden_checks_and_its_learner_run_works(tmp
     workflow = (out / ".github/workflows/classroom.yml").read_text()
     assert "classroom-resources/autograding-command-grader@v1" in workflow and "--lab lab10 --exercise saved_memory" in workflow
     assert "LAB10-SAVED-MEMORY_RESULTS" in workflow
-    learner = run_python("-m", "pytest", "--lab", "10", "-p", "no:cacheprovider", cwd=out)
+    # As a learner runs it, less the pytest plugins this machine holds beside the project.
+    learner_run = ("-m", "pytest", "--lab", "10", "-p", "no:cacheprovider", *(f"-pno:{name}" for name in FOREIGN_PLUGINS))
+    learner = run_python(*learner_run, cwd=out)
     assert learner.returncode == 1 and "not started" in learner.stdout and "InfraLens progress (exercises/)" in learner.stdout
     shutil.rmtree(out / "exercises" / "lab10_quantization_plan")
     shutil.copytree(REPO / "solutions" / "lab10_quantization_plan", out / "exercises" / "lab10_quantization_plan")
-    solved = run_python("-m", "pytest", "--lab", "10", "-p", "no:cacheprovider", cwd=out)
+    solved = run_python(*learner_run, cwd=out)
     assert solved.returncode == 0 and "every selected lab is done." in solved.stdout, "a solved release passes its own learner run"
     refused = run_python("-m", "infralens", "release", str(out))
     assert refused.returncode == 2 and "already exists and is not empty" in refused.stderr
