@@ -3,7 +3,7 @@
 Times, side by side in one run and alternating so machine load hits both alike:
 
 * ``python -c "import torch"`` — the floor every Python process in the suite pays;
-* the README's test command (``python -m pytest --solutions checks tests -n auto --dist loadgroup``), or any
+* the README's test command (``python -m pytest --solutions checks tests -n auto --dist loadgroup --disable-plugin-autoload -p xdist.plugin -p pytest_timeout``), or any
   command given after ``--``.
 
 Prints medians and the ratio. Goal: the suite in at most 30× the torch import (about 60 s on a
@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-README_TESTS = [sys.executable, "-m", "pytest", "--solutions", "checks", "tests", "-n", "auto", "--dist", "loadgroup", "-q", "-p", "no:cacheprovider"]
+README_TESTS = [sys.executable, "-m", "pytest", "--solutions", "checks", "tests", "-n", "auto", "--dist", "loadgroup",
+                "--disable-plugin-autoload", "-p", "xdist.plugin", "-p", "pytest_timeout", "-q", "-p", "no:cacheprovider"]
 TORCH_IMPORT = [sys.executable, "-c", "import torch"]
 GOAL_RATIO = 30
 

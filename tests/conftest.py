@@ -83,10 +83,13 @@ def sweep_lab(lab_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LabS
     return _sweeps[lab_folder]
 
 
+# A session run in this process finds the plugins already imported by the suite's own session,
+# which (started with --disable-plugin-autoload) never marked them for assertion rewriting.
 DEMO_PYPROJECT = f"""
 [tool.pytest.ini_options]
 testpaths = ["checks"]
 addopts = {json.dumps(["--strict-markers", "--strict-config", "-p", "no:cacheprovider", *(f"-pno:{name}" for name in FOREIGN_PLUGINS)])}
+filterwarnings = ["ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"]
 """
 
 DEMO_STARTER = '''
