@@ -96,12 +96,12 @@ def _learner_frame(excinfo: pytest.ExceptionInfo[BaseException], code_root: Path
     if remote:
         function, file, line, source = remote[-1]
         return function, f"{file}:{line}", source.strip()
-    root = _resolved(str(code_root))
+    root = str(code_root)
     found = None
     for code, line in _frames(excinfo):
-        path = _resolved(code.co_filename)
-        if path.is_relative_to(root):
-            found = (getattr(code, "co_qualname", code.co_name), f"{display_root}/{path.relative_to(root).as_posix()}:{line}", linecache.getline(code.co_filename, line).strip())
+        relative = _relative_to(code.co_filename, root)
+        if relative is not None:
+            found = (getattr(code, "co_qualname", code.co_name), f"{display_root}/{relative}:{line}", linecache.getline(code.co_filename, line).strip())
     return found
 
 
@@ -123,6 +123,13 @@ def _frames(excinfo: pytest.ExceptionInfo[BaseException]):
 @functools.lru_cache(maxsize=1024)
 def _resolved(filename: str) -> Path:
     return Path(filename).resolve()
+
+
+@functools.lru_cache(maxsize=4096)
+def _relative_to(filename: str, root: str) -> str | None:
+    """``filename`` relative to ``root`` (both resolved), POSIX-style; None when it lies outside."""
+    path, resolved_root = _resolved(filename), _resolved(root)
+    return path.relative_to(resolved_root).as_posix() if path.is_relative_to(resolved_root) else None
 
 
 def _check_location(excinfo: pytest.ExceptionInfo[BaseException], check_file: Path) -> str:

@@ -281,10 +281,12 @@ def sweep(repo_root: Path, lab_folder: str, targets: list[Target]) -> list[Targe
     plugin = _Sweep(targets)
     with tempfile.TemporaryDirectory(prefix="infralens-sweep-") as scratch:
         report = Path(scratch) / "collected.json"
+        # No output capture: the sweep reads outcomes from the plugin, never captured text, and
+        # capturing around every phase of thousands of check runs cost a tenth of their overhead.
         args = [
             str(repo_root / "checks" / lab_folder),
             "--rootdir", str(repo_root), "-c", str(repo_root / "pyproject.toml"),
-            "-p", "no:terminal", "-p", "no:cacheprovider", *PLUGIN_ARGS,
+            "-p", "no:terminal", "-p", "no:cacheprovider", "--capture=no", *PLUGIN_ARGS,
             f"--submission={targets[0].code_root}", f"--infralens-report={report}",
         ]
         # pytest imports each conftest.py as the module `conftest`, dropping the one before it:
