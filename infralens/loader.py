@@ -12,6 +12,7 @@ Which tree ``lab`` reads is chosen once per run: ``exercises/`` (default), ``sol
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -70,8 +71,7 @@ class LabCode:
         self._root = Path(root)
         self._lab_folder = lab_folder
         self._display_root = display_root
-        tree_key = hashlib.sha1(str(self._root.resolve()).encode()).hexdigest()[:12]
-        self._package = f"_infralens_{tree_key}_{lab_folder}"
+        self._package = f"_infralens_{_tree_key(str(root))}_{lab_folder}"
 
     @property
     def folder(self) -> Path:
@@ -126,6 +126,12 @@ class LabCode:
         package = importlib.util.module_from_spec(spec)
         package.__path__ = [str(self.folder)]
         sys.modules[self._package] = package
+
+
+@functools.lru_cache(maxsize=1024)
+def _tree_key(root: str) -> str:
+    """12 hex digits that name the tree at ``root`` (resolved, so two spellings of one folder agree)."""
+    return hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:12]
 
 
 _BROKEN: dict[tuple[str, int], str] = {}  # (module, mtime) -> why it does not import, for this process
