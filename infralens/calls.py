@@ -326,34 +326,32 @@ class CallGuard:
         return CallTimedOut(message)
 
 
-# The timer of limited calls. Setting an interval timer is a system call, and checks make hundreds
-# of thousands of calls, so it is not set and cleared around each: a call arms it only when it is
-# not armed already, to fire at that call's deadline. A timer armed by an earlier call fires no
-# later than any later call's deadline (deadlines only grow), and then :func:`_on_alarm` sets it
-# again for whatever call is running. The ``lab`` fixture clears it after each check (:func:`disarm_call_timer`).
+# The timer of limited calls. Setting an interval timer and clearing it around each call cost two
+# system calls, and checks make hundreds of thousands of calls: a call reads the pending timer
+# instead (one cheaper call) and sets it only when none is pending or it would fire after this
+# call's deadline. A timer left by an earlier call that fires early sets itself again for what
+# the running call has left. The ``lab`` fixture clears it after each check (:func:`disarm_call_timer`).
 _running = False  # a limited call is in progress in this process
 _deadline = 0.0  # time.monotonic() at which the running call is out of time
-_armed = False  # the timer will fire
 
 
 def _arm(seconds: float) -> None:
-    global _armed
-    if not _armed:
-        _armed = True
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+    """Make sure the timer fires within ``seconds`` (the pending timer, read fresh: learner code may have cleared it)."""
+    pending = signal.getitimer(signal.ITIMER_REAL)[0]
+    if pending == 0.0 or pending > seconds:
+        signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-6))
 
 
 def disarm_call_timer() -> None:
-    """Clear the call timer (at the end of a check): no signal reaches code that runs between checks."""
-    global _armed
-    if _armed:
-        _armed = False
+    """Clear the call timer (at the end of a check): no signal reaches code that runs between checks.
+
+    Only while the handler is ours: a timer that something else set is left alone.
+    """
+    if _signal.getsignal(signal.SIGALRM) is _on_alarm:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
-    global _armed
-    _armed = False
     if not _running:
         return
     left = _deadline - time.monotonic()

@@ -124,14 +124,19 @@ def test_the_starters_annotations_are_the_spec_not_the_learners(tmp_path):
     assert demo.total.__name__ == "total"
 
 
-def test_each_call_gets_its_whole_limit_from_a_timer_armed_once_and_cleared_after_the_check(tmp_path):
-    """Calls do not set the timer each time: one armed by an earlier call may fire during a later
-    one, which must then run on to its own limit, and a call past its limit is still stopped."""
+def test_each_call_gets_its_whole_limit_from_a_timer_set_only_when_needed_and_cleared_after_the_check(tmp_path):
+    """Calls do not set the timer each time. One left by an earlier call may fire during a later
+    call, which then runs on to its own limit; one that would fire too late (a longer limit), or
+    that learner code cleared, is set again; a call past its limit is always stopped."""
     write(tmp_path / "exercises/lab99_demo/demo.py", """
         def spin(seconds: float) -> int:
             ...
+
+        def clear_the_timer() -> int:
+            ...
     """)
     write(tmp_path / "code/lab99_demo/demo.py", """
+        import signal
         import time
 
         def spin(seconds: float) -> int:
@@ -139,20 +144,33 @@ def test_each_call_gets_its_whole_limit_from_a_timer_armed_once_and_cleared_afte
             while time.monotonic() < end:
                 time.sleep(0.01)
             return 0
+
+        def clear_the_timer() -> int:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            return 0
     """)
     from infralens.calls import CallTimedOut, disarm_call_timer
     from infralens.loader import LabCode
 
-    guard = CallGuard(1.0, tmp_path / "exercises", tmp_path / "code", "code")
-    demo = guard.lab(LabCode(tmp_path / "code", "lab99_demo", "code"), "lab99_demo").demo
+    def demo(limit: float):
+        return CallGuard(limit, tmp_path / "exercises", tmp_path / "code", "code").lab(LabCode(tmp_path / "code", "lab99_demo", "code"), "lab99_demo").demo
+
+    def stopped_within_its_limit(module, limit: float) -> None:
+        start = time.monotonic()
+        with pytest.raises(CallTimedOut, match=rf"your `spin` did not return within {limit:g} s \(called with \(30,\)\)"):
+            module.spin(30)
+        assert limit - 0.1 < time.monotonic() - start < 20, "stopped at its limit: not before, and not never (loose: cores may be busy)"
+
+    quick = demo(1.0)
     for _ in range(1000):
-        demo.spin(0)  # the first call arms the timer for 1 s from now; the others leave it alone
+        quick.spin(0)  # the first call sets the timer to fire 1 s from now; the others leave it alone
     time.sleep(0.8)
-    assert demo.spin(0.5) == 0, "the timer of the first call fires 0.2 s into this one, which has 0.8 s left"
-    start = time.monotonic()
-    with pytest.raises(CallTimedOut, match=r"your `spin` did not return within 1 s \(called with \(30,\)\)"):
-        demo.spin(30)
-    assert 0.9 < time.monotonic() - start < 20, "stopped at its limit: not before, and not never (loose: cores may be busy)"
+    assert quick.spin(0.5) == 0, "the timer of the first call fires 0.2 s into this one, which has 0.8 s left"
+    stopped_within_its_limit(quick, 1.0)
+    demo(60.0).spin(0)  # leaves a timer 60 s away
+    stopped_within_its_limit(demo(1.0), 1.0)
+    quick.clear_the_timer()
+    stopped_within_its_limit(demo(1.0), 1.0)
     disarm_call_timer()
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0), "no timer outlives the check"
 
