@@ -161,16 +161,18 @@ def test_each_call_gets_its_whole_limit_from_a_timer_set_only_when_needed_and_cl
             module.spin(30)
         assert limit - 0.1 < time.monotonic() - start < 20, "stopped at its limit: not before, and not never (loose: cores may be busy)"
 
-    quick = demo(1.0)
+    quick = demo(0.5)
     for _ in range(1000):
-        quick.spin(0)  # the first call sets the timer to fire 1 s from now; the others leave it alone
-    time.sleep(0.8)
-    assert quick.spin(0.5) == 0, "the timer of the first call fires 0.2 s into this one, which has 0.8 s left"
-    stopped_within_its_limit(quick, 1.0)
-    demo(60.0).spin(0)  # leaves a timer 60 s away
-    stopped_within_its_limit(demo(1.0), 1.0)
+        quick.spin(0)  # the first call sets the timer to fire 0.5 s from now; the others leave it alone
+    time.sleep(0.4)
+    assert quick.spin(0.25) == 0, "the timer of the first call fires 0.1 s into this one, which has 0.4 s left"
+    stopped_within_its_limit(quick, 0.5)
+    disarm_call_timer()  # as at the end of a check
+    demo(60.0).spin(0)  # a longer limit (another guard) leaves a timer 60 s away
+    assert signal.getitimer(signal.ITIMER_REAL)[0] > 50
+    stopped_within_its_limit(demo(0.5), 0.5)
     quick.clear_the_timer()
-    stopped_within_its_limit(demo(1.0), 1.0)
+    stopped_within_its_limit(demo(0.5), 0.5)
     disarm_call_timer()
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0), "no timer outlives the check"
 
