@@ -3,8 +3,8 @@
 Times, side by side in one run and alternating so machine load hits both alike:
 
 * ``python -c "import torch"`` — the floor every Python process in the suite pays;
-* the README's test command (``python -m pytest --solutions checks tests -n auto --dist loadgroup --disable-plugin-autoload -p xdist.plugin -p pytest_timeout``), or any
-  command given after ``--``.
+* the README's test command (``python -m pytest --solutions checks tests -n auto --dist loadgroup
+  --disable-plugin-autoload -p xdist.plugin -p pytest_timeout``), or any command given after ``--``.
 
 Prints medians and the ratio. Goal: the suite in at most 30× the torch import (about 60 s on a
 quiet 2-core machine). Run from the repository root::
