@@ -492,7 +492,9 @@ def test_bad_shard_spec(corpus):
 
 
 def test_a_used_up_budget_costs_the_remaining_checks_with_the_reason(corpus, tmp_path):
-    write(tmp_path / "slow/lab99_demo/demo.py", GOOD.replace("return a + b", "while True:\n        pass").replace("return 2 * a", "while True:\n        pass"))
+    # Sleeping, not spinning: the budget is wall-clock time, and a spin would burn a core for all of it.
+    never_returns = "import time\n    while True:\n        time.sleep(1)"
+    write(tmp_path / "slow/lab99_demo/demo.py", GOOD.replace("return a + b", never_returns).replace("return 2 * a", never_returns))
     report = tmp_path / "budget.json"
     done = run_python("-m", "infralens", "--root", str(corpus["root"]), "grade", str(tmp_path / "slow"), str(corpus["class"] / "solved"),
                       "--budget", "6", "--call-timeout", "4", "--json", str(report), cwd=corpus["root"])
