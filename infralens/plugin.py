@@ -28,9 +28,9 @@ import secrets
 import sys
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
