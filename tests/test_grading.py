@@ -531,8 +531,8 @@ def test_a_change_to_the_graders_files_voids_the_running_grades_and_still_report
     shutil.copytree(corpus["root"], root)
     real = batch.grade_one
 
-    def tampering(repo_root, submission, options, scratch, protected):
-        result = real(repo_root, submission, options, scratch, protected)
+    def tampering(repo_root, submission, options, scratch, judges, protected):
+        result = real(repo_root, submission, options, scratch, judges, protected)
         if submission.name == "starter":
             with open(root / "tests/conftest.py", "a") as handle:
                 handle.write("# changed during grading\n")

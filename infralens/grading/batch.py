@@ -1,8 +1,9 @@
 """Grade a class: each submission is taken in, then judged in its own process, learner code sandboxed.
 
 ``grade(...)`` copies every submission into a grader-owned scratch tree (:mod:`~infralens.grading.intake`),
-runs ``pytest checks/ --submission=COPY --isolate`` on the copy in a fresh judging process (trusted
-code only, no bytecode written) whose learner code runs in the sandbox of
+runs ``pytest checks/ --submission=COPY --isolate`` on the copy in a judging process of its own
+(trusted code only, no bytecode written, forked from the batch's warm start, see
+:mod:`~infralens.grading.judges`) whose learner code runs in the sandbox of
 :mod:`~infralens.grading.sandbox`, and reads its JSON report back once that process and its workers
 are gone. Each submission has a wall-clock budget: its judge stops calling learner code when the
 budget is used up, and the grader kills a judge that outlives it. A submission that breaks
@@ -15,10 +16,7 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
-import sys
 import sysconfig
 import tempfile
 import time
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from infralens.grading.intake import Refused, grader_inodes, readable, take_in
+from infralens.grading.judges import Judges, modules_to_preload
 from infralens.grading.text import safe_text
 from infralens.sessions import PLUGIN_ARGS, own_session_env
 
@@ -82,46 +81,38 @@ def isolation_record(options: GradeOptions) -> str:
     return f"NO SANDBOX (--no-sandbox): learner code ran with process limits only, as {user}; these grades are not proof against a hostile student"
 
 
-def judge_command(repo_root: Path, submission: Path, options: GradeOptions, report: Path, collect_only: bool = False) -> list[str]:
-    """The command line of one judging process (``-B``: it never writes bytecode)."""
-    command = [
-        sys.executable, "-B", "-m", "pytest", str(repo_root / "checks"),
-        "--rootdir", str(repo_root), "-c", str(repo_root / "pyproject.toml"),
+def judge_args(repo_root: Path, submission: Path, options: GradeOptions, report: Path, collect_only: bool = False) -> list[str]:
+    """The ``pytest`` arguments of one judging process (see :mod:`infralens.grading.judges`).
+
+    The judges' plugins are imported before each judge starts, so pytest cannot rewrite their
+    asserts; it says so once per judge unless told that this is expected.
+    """
+    args = [
+        str(repo_root / "checks"), "--rootdir", str(repo_root), "-c", str(repo_root / "pyproject.toml"),
         "-p", "no:cacheprovider", *PLUGIN_ARGS, "-p", "infralens.grading.judging", "-q", "--no-header",
+        "-W", "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning",
         f"--submission={submission}", "--isolate", f"--isolation={options.isolation}", f"--budget={options.budget:g}",
         f"--seed={options.seed}", f"--infralens-report={report}",
         f"--timeout={options.check_timeout:g}", f"--call-timeout={options.call_timeout:g}", f"--memory-limit={options.memory_mib}",
     ]
     for lab in options.labs:
-        command.append(f"--lab={lab}")
+        args.append(f"--lab={lab}")
     if collect_only:
-        command.append("--collect-only")
-    return command
+        args.append("--collect-only")
+    return args
 
 
-def _run_judge(command: list[str], cwd: Path, seconds: float) -> tuple[int | None, str]:
-    """Run a judge in its own process group; past ``seconds`` kill the group and return ``(None, "")``."""
+def judges_for(repo_root: Path) -> Judges:
+    """The forkserver of a batch: judges with plugin autoloading off and no bytecode written."""
     env = {**own_session_env(os.environ), "PYTHONDONTWRITEBYTECODE": "1"}
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=seconds)
-        code: int | None = process.returncode
-    except subprocess.TimeoutExpired:
-        output, code = b"", None
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # the judge, and any process left in its group
-        except ProcessLookupError:
-            pass  # the group is already gone
-        process.wait()
-    return code, output.decode("utf-8", "replace")
+    return Judges(repo_root, env, modules_to_preload(repo_root))
 
 
-def catalogue(repo_root: Path, options: GradeOptions) -> list[dict]:
+def catalogue(repo_root: Path, options: GradeOptions, judges: Judges) -> list[dict]:
     """Every selected check with its lab, exercise, points and visibility (what full marks are)."""
     with tempfile.TemporaryDirectory(prefix="infralens-catalogue-") as scratch:
         report = Path(scratch) / "report.json"
-        code, output = _run_judge(judge_command(repo_root, repo_root / "solutions", options, report, collect_only=True), repo_root, JUDGE_GRACE_SECONDS)
+        code, output = judges.run(judge_args(repo_root, repo_root / "solutions", options, report, collect_only=True), Path(scratch) / "judge.log", JUDGE_GRACE_SECONDS)
         if not report.is_file():
             raise RuntimeError(f"could not collect the checks (exit {code}): {output.strip()[-2000:]}")
         checks = json.loads(report.read_text(encoding="utf-8"))["collected"]
@@ -130,8 +121,8 @@ def catalogue(repo_root: Path, options: GradeOptions) -> list[dict]:
     return checks
 
 
-def grade_one(repo_root: Path, submission: Path, options: GradeOptions, scratch: Path, protected: frozenset = frozenset()) -> SubmissionResult:
-    """Take in and judge one submission in a fresh process; never raises for anything the submission does."""
+def grade_one(repo_root: Path, submission: Path, options: GradeOptions, scratch: Path, judges: Judges, protected: frozenset = frozenset()) -> SubmissionResult:
+    """Take in and judge one submission in a judge of its own; never raises for anything the submission does."""
     started = time.monotonic()
     display = readable(os.path.abspath(submission))
     result = SubmissionResult(display, options.seed)
@@ -144,7 +135,7 @@ def grade_one(repo_root: Path, submission: Path, options: GradeOptions, scratch:
         result.error = f"refused: could not read the submission: {readable(error.strerror or str(error))}"
     else:
         report = scratch / "report.json"
-        code, output = _run_judge(judge_command(repo_root, copy, options, report), repo_root, options.budget + JUDGE_GRACE_SECONDS)
+        code, output = judges.run(judge_args(repo_root, copy, options, report), scratch / "judge.log", options.budget + JUDGE_GRACE_SECONDS)
         if code is None:
             result.error = f"grading took longer than {options.budget + JUDGE_GRACE_SECONDS:g} s (the submission's budget and the judge's own time) and was stopped"
         elif report.is_file():
@@ -204,7 +195,12 @@ def grade(
     still written.
     """
     repo_root = Path(repo_root).resolve()
-    checks = catalogue(repo_root, options)
+    with judges_for(repo_root) as judges:
+        return _grade_with(repo_root, submissions, options, judges, on_done)
+
+
+def _grade_with(repo_root: Path, submissions: list[Path], options: GradeOptions, judges: Judges, on_done: Callable[[int, int, SubmissionResult], None] | None) -> tuple[list[dict], list[SubmissionResult]]:
+    checks = catalogue(repo_root, options, judges)
     fingerprint = grader_digest(repo_root)
     protected = grader_inodes(repo_root)
     results: list[SubmissionResult | None] = [None] * len(submissions)
@@ -216,7 +212,7 @@ def grade(
             scratch = Path(scratch_root) / f"{index:05d}"
             scratch.mkdir(mode=0o700)
             try:
-                return grade_one(repo_root, path, options, scratch, protected)
+                return grade_one(repo_root, path, options, scratch, judges, protected)
             finally:
                 shutil.rmtree(scratch)
 
