@@ -9,7 +9,7 @@ package name (see :class:`infralens.loader.LabCode`), so targets never share lea
 
 A target that differs from another by a few known lines (a mutant of the reference) runs only
 the checks that can see the difference: the sweep records which functions of the reference each
-check calls, and a check that never called a function holding the changed lines runs exactly
+check calls (:mod:`infralens.recording`), and a check that never called a function holding the changed lines runs exactly
 the reference's code on the changed tree too, so its verdict is the reference's. A change
 outside every function body (module level, a signature, a class body) runs every check.
 
@@ -19,12 +19,11 @@ Used by ``infralens mutants`` and by the repository's invariant tests.
 from __future__ import annotations
 
 import ast
-import cProfile
-import inspect
 import json
 import sys
 import tempfile
 import warnings
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from infralens.progress import PASSED, SKIPPED
+from infralens.recording import TreeRecorder
 from infralens.sessions import PLUGIN_ARGS, own_session
 
 
@@ -99,59 +99,6 @@ def changed_lines(source: str, start: int, end: int) -> tuple[int, int, bool]:
     return first, last, False
 
 
-class _CallRecorder:
-    """Collects ``(file, first_line, last_line)`` of every Python function of one tree that runs
-    during one check (``with recorder: ...``); ``file`` is relative to the tree.
-
-    The calls come from :mod:`cProfile`, whose hooks are in C: a profile function written in
-    Python costs several times a check's own run time on a lab of small pure-Python functions.
-    Functions that run while a module of the tree is being imported land in ``at_import`` (what
-    they compute is shared by every later check): those reachable in the call graph from a
-    module body of the tree. Module and class bodies themselves are not recorded (they are not
-    functions; a change there is never ``in_function``).
-    """
-
-    def __init__(self, code_root: Path):
-        self.prefix = str(code_root) + "/"
-        self.spans: set[tuple[str, int, int]] = set()
-        self.at_import: set[tuple[str, int, int]] = set()
-        self._profile = cProfile.Profile(builtins=False)
-        self._previous = None
-
-    def __enter__(self) -> "_CallRecorder":
-        self._previous = sys.getprofile()
-        self._profile.enable()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._profile.disable()
-        sys.setprofile(self._previous)
-        callees: dict[object, list[object]] = {}
-        for entry in self._profile.getstats():
-            callees[entry.code] = [call.code for call in entry.calls or ()]
-            if self._is_tree_function(entry.code):
-                self.spans.add(self._span(entry.code))
-        reached = set()
-        stack = [code for code in callees if self._in_tree(code) and code.co_name == "<module>"]
-        while stack:
-            code = stack.pop()
-            for callee in callees.get(code, ()):
-                if callee not in reached:
-                    reached.add(callee)
-                    stack.append(callee)
-        self.at_import = {self._span(code) for code in reached if self._is_tree_function(code)}
-
-    def _in_tree(self, code: object) -> bool:
-        return inspect.iscode(code) and code.co_filename.startswith(self.prefix)
-
-    def _is_tree_function(self, code: object) -> bool:
-        return self._in_tree(code) and bool(code.co_flags & inspect.CO_OPTIMIZED)
-
-    def _span(self, code) -> tuple[str, int, int]:
-        last = max((line for _, _, line in code.co_lines() if line), default=code.co_firstlineno)
-        return code.co_filename[len(self.prefix):], code.co_firstlineno, last
-
-
 @dataclass
 class TargetRun:
     """What the checks said about one target: the plugin's JSON rows, public ones and hidden ones per seed."""
@@ -211,36 +158,41 @@ class _Sweep:
         return True
 
     def _run_every_target(self, session: pytest.Session) -> None:
-        kata = session.config.pluginmanager.get_plugin("infralens-session")
         for target in self.targets:
-            run = TargetRun(target.name)
-            items = self._affected(target, session.items)
-            run.unaffected = [item.nodeid for item in session.items if item.nodeid not in {kept.nodeid for kept in items}]
-            public = [item for item in items if not _is_hidden(item)]
-            hidden = [item for item in items if _is_hidden(item)]
-            kata.retarget(target.code_root, str(target.code_root), target.seeds[0])
-            for item in public:
-                self._run(target, item)
-                if target.until_caught and kata.records[item.nodeid].outcome not in (PASSED, SKIPPED):
-                    break
-            run.public = [record.to_json() for record in kata.records.values()]
-            for seed in target.seeds:
-                kata.retarget(target.code_root, str(target.code_root), seed)
-                for item in hidden:
-                    self._run(target, item)
-                run.hidden[seed] = [record.to_json() for record in kata.records.values()]
-            if target.record_calls:
+            recorder = TreeRecorder(target.code_root) if target.record_calls else None
+            with recorder.installed() if recorder else nullcontext():
+                self.runs.append(self._run_target(session, target, recorder))
+            if recorder:
                 self.recorded_seeds[target.name] = set(target.seeds)
-            self.runs.append(run)
+                self.at_import[target.name] = recorder.at_import
 
-    def _run(self, target: Target, item: pytest.Item) -> None:
-        if not target.record_calls:
+    def _run_target(self, session: pytest.Session, target: Target, recorder: TreeRecorder | None) -> TargetRun:
+        kata = session.config.pluginmanager.get_plugin("infralens-session")
+        run = TargetRun(target.name)
+        items = self._affected(target, session.items)
+        run.unaffected = [item.nodeid for item in session.items if item.nodeid not in {kept.nodeid for kept in items}]
+        public = [item for item in items if not _is_hidden(item)]
+        hidden = [item for item in items if _is_hidden(item)]
+        kata.retarget(target.code_root, str(target.code_root), target.seeds[0])
+        for item in public:
+            self._run(target, item, recorder)
+            if target.until_caught and kata.records[item.nodeid].outcome not in (PASSED, SKIPPED):
+                break
+        run.public = [record.to_json() for record in kata.records.values()]
+        for seed in target.seeds:
+            kata.retarget(target.code_root, str(target.code_root), seed)
+            for item in hidden:
+                self._run(target, item, recorder)
+            run.hidden[seed] = [record.to_json() for record in kata.records.values()]
+        return run
+
+    def _run(self, target: Target, item: pytest.Item, recorder: TreeRecorder | None) -> None:
+        if recorder is None:
             runtestprotocol(item, log=False, nextitem=None)
             return
-        with _CallRecorder(Path(target.code_root).resolve()) as recorder:
+        with recorder.check() as called:
             runtestprotocol(item, log=False, nextitem=None)
-        self.calls.setdefault(target.name, {}).setdefault(item.nodeid, set()).update(recorder.spans)
-        self.at_import.setdefault(target.name, set()).update(recorder.at_import)
+        self.calls.setdefault(target.name, {}).setdefault(item.nodeid, set()).update(called)
 
     def _affected(self, target: Target, items: list[pytest.Item]) -> list[pytest.Item]:
         """The checks that can see ``target.change``: every check, unless the change lies in a

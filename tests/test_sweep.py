@@ -8,7 +8,9 @@ import textwrap
 import pytest
 
 from conftest import run_python, write
+from infralens.loader import LabCode
 from infralens.mutants import Mutant, baseline_target, mutant_target
+from infralens.recording import TreeRecorder
 from infralens.sweep import Target, TargetRun, changed_lines
 
 SOURCE = textwrap.dedent('''
@@ -125,3 +127,21 @@ def test_a_change_that_import_time_code_runs_reaches_every_check(kata_repo, tmp_
 def test_seeds_the_baseline_never_ran_run_every_check(kata_repo, tmp_path):
     runs = _sweep(kata_repo, tmp_path, [Mutant("add-body", "demo.py", "", "return a + b", "return a - b")], mutant_seeds=(1, 3))
     assert runs["add-body"].unaffected == [], "seed 3's hidden checks may call what seeds 1 and 2 never did"
+
+
+def test_a_recorded_tree_names_each_call_keeps_docstrings_writes_no_bytecode_and_sets_import_calls_apart(tmp_path):
+    write(tmp_path / "lab99_demo/demo.py", SOURCE + "\n\nVALUE = outer(1)\n")
+    recorder = TreeRecorder(tmp_path)
+    with recorder.installed():
+        code = LabCode(tmp_path, "lab99_demo", "exercises")
+        with recorder.check() as importing:
+            demo = code.demo
+        with recorder.check() as called:
+            assert demo.decorated(4) == 4 and demo.one_liner(2) == 2
+    file = "lab99_demo/demo.py"
+    assert recorder.at_import == {(file, 12, 15), (file, 13, 14)}, "outer and inner ran while the module was imported"
+    assert importing == set(), "what import runs is the module's, not the check's"
+    assert called == {(file, 6, 9), (file, 18, 18)}, "a decorated function's span starts at its decorator"
+    assert demo.decorated.__code__.co_consts[0] == "Doc.", "the record goes after the docstring, which stays the function's"
+    assert not list(tmp_path.rglob("*.pyc")), "a recorded tree is compiled in memory only"
+    assert TreeRecorder(tmp_path).find_spec("other.demo", [str(tmp_path.parent)]) is None, "only the recorded tree's modules"
