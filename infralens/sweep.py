@@ -9,8 +9,9 @@ package name (see :class:`infralens.loader.LabCode`), so targets never share lea
 
 A target that differs from another by a few known lines (a mutant of the reference) runs only
 the checks that can see the difference: the sweep records which functions of the reference each
-check calls (:mod:`infralens.recording`), and a check that never called a function holding the changed lines runs exactly
-the reference's code on the changed tree too, so its verdict is the reference's. A change
+check calls (:mod:`infralens.recording`), and a check that never called a function holding the
+changed lines runs exactly the reference's code on the changed tree too, so its verdict is the
+reference's. A change
 outside every function body (module level, a signature, a class body) runs every check.
 
 Used by ``infralens mutants`` and by the repository's invariant tests.
