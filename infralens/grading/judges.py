@@ -75,6 +75,8 @@ class Judges:
         self._next_id = 0
         self._waiting: dict[int, queue.Queue] = {}
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: nothing it prints can ever block it
+        self._stderr_lock = threading.Lock()
+        self._last_words: str | None = None
 
     def __enter__(self) -> "Judges":
         command = [sys.executable, "-B", "-m", "infralens.grading.judges", json.dumps(self._preload)]
@@ -83,7 +85,8 @@ class Judges:
         )
         ready = queue.Queue()
         self._waiting[-1] = ready
-        threading.Thread(target=self._read_replies, name="infralens-judges", daemon=True).start()
+        self._reader = threading.Thread(target=self._read_replies, name="infralens-judges", daemon=True)
+        self._reader.start()
         try:
             hello = ready.get(timeout=STARTUP_TIMEOUT_SECONDS)
         except queue.Empty:
@@ -111,7 +114,11 @@ class Judges:
         except subprocess.TimeoutExpired:
             _kill_group(process.pid)
             process.wait()
-        self._stderr.close()
+        self._reader.join(timeout=30)  # it has read the last reply: the pipe is at its end
+        process.stdout.close()
+        self._stderr_tail()  # kept: a judge's thread may still ask why the forkserver stopped
+        with self._stderr_lock:
+            self._stderr.close()
 
     def run(self, args: list[str], output: Path, seconds: float) -> tuple[int | None, str]:
         """Run ``pytest *args`` as a judge; past ``seconds`` kill its process group and return ``(None, "")``.
@@ -164,9 +171,12 @@ class Judges:
         process = self._process
         if process is None or process.poll() is None:
             return "no message"
-        self._stderr.seek(0)
-        lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
-        return lines[-1][-2000:] if lines else f"exit {process.returncode}, no message"
+        with self._stderr_lock:
+            if self._last_words is None:
+                self._stderr.seek(0)
+                lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+                self._last_words = lines[-1][-2000:] if lines else f"exit {process.returncode}, no message"
+            return self._last_words
 
 
 def _kill_group(pid: int) -> None:
