@@ -17,6 +17,7 @@ raises ``ValueError`` naming it.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -554,8 +555,12 @@ def preset_names() -> list[str]:
     return sorted(_PRESETS)
 
 
+@functools.cache
 def preset(name: str) -> ModelConfig:
-    """A real model's configuration by name, e.g. ``preset("llama-3-8b")``; unknown names list the known ones."""
+    """A real model's configuration by name, e.g. ``preset("llama-3-8b")``; unknown names list the known ones.
+
+    Built once per name and process (a config is frozen): checks ask for presets thousands of times.
+    """
     try:
         config, published = _PRESETS[name]
     except KeyError:
