@@ -19,7 +19,8 @@ def require_float_tensor(x: object, name: str, dtypes: tuple[torch.dtype, ...], 
         raise ValueError(f"{name} has dtype {x.dtype}; expected one of {dtypes}")
     if x.dim() < min_dim or x.numel() == 0:
         raise ValueError(f"{name} must be a non-empty tensor with at least {min_dim} dims, got shape {tuple(x.shape)}")
-    bad = ~torch.isfinite(x)
-    if bad.any():
+    finite = torch.isfinite(x)
+    if not finite.all():  # one reduction on the common path; the message's details only on failure
+        bad = ~finite
         first = tuple(bad.nonzero()[0].tolist())
         raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) (NaN or Inf), the first at {first}: {x[first].item()}")
