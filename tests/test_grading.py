@@ -497,12 +497,13 @@ def test_a_used_up_budget_costs_the_remaining_checks_with_the_reason(corpus, tmp
     write(tmp_path / "slow/lab99_demo/demo.py", GOOD.replace("return a + b", never_returns).replace("return 2 * a", never_returns))
     report = tmp_path / "budget.json"
     done = run_python("-m", "infralens", "--root", str(corpus["root"]), "grade", str(tmp_path / "slow"), str(corpus["class"] / "solved"),
-                      "--budget", "6", "--call-timeout", "4", "--json", str(report), cwd=corpus["root"])
+                      "--budget", "3", "--call-timeout", "2", "--json", str(report), cwd=corpus["root"])
     assert done.returncode == 0, done.stderr
     by_name = {Path(s["path"]).name: s for s in json.loads(report.read_text())["submissions"]}
     messages = [check["message"] for check in by_name["slow"]["checks"]]
-    # `add` runs out its 4 s call limit (and is not called again); `double` then meets the end of the budget.
-    assert by_name["slow"]["total"] == 0 and any("used up its time budget of 6 s" in message for message in messages), messages
+    # `add` runs out its 2 s call limit (and is not called again); `double` then meets the end of the
+    # budget. On a busy machine the judge's start may eat into the budget first: then both meet it.
+    assert by_name["slow"]["total"] == 0 and any("used up its time budget of 3 s" in message for message in messages), messages
     assert by_name["solved"]["total"] == 4, "the next submission has a budget of its own"
 
 
