@@ -171,7 +171,8 @@ class _Sweep:
         kata = session.config.pluginmanager.get_plugin("infralens-session")
         run = TargetRun(target.name)
         items = self._affected(target, session.items)
-        run.unaffected = [item.nodeid for item in session.items if item.nodeid not in {kept.nodeid for kept in items}]
+        kept = {item.nodeid for item in items}
+        run.unaffected = [item.nodeid for item in session.items if item.nodeid not in kept]
         public = [item for item in items if not _is_hidden(item)]
         hidden = [item for item in items if _is_hidden(item)]
         kata.retarget(target.code_root, str(target.code_root), target.seeds[0])
