@@ -377,7 +377,7 @@ def test_nothing_outlives_grading_and_the_grader_is_unchanged(graded):
 def test_a_non_utf8_folder_name_is_graded_and_reported_readably(graded):
     result = graded["by_name"]["caf\\xe9-solved"]
     assert result["total"] == 4
-    rows = list(csv.DictReader((graded["out"] / "grades.csv").open(encoding="utf-8")))
+    rows = list(csv.DictReader((graded["out"] / "grades.csv").read_text(encoding="utf-8").splitlines(keepends=True)))
     assert any(r["submission"].endswith("caf\\xe9-solved") for r in rows)
 
 
@@ -420,7 +420,7 @@ def test_learner_code_never_touched_the_originals(graded):
 
 @BATCH
 def test_csv_has_a_row_per_submission_with_lab_total_and_isolation_columns(graded):
-    rows = list(csv.DictReader((graded["out"] / "grades.csv").open(encoding="utf-8")))
+    rows = list(csv.DictReader((graded["out"] / "grades.csv").read_text(encoding="utf-8").splitlines(keepends=True)))
     assert list(rows[0]) == ["submission", "lab99_demo", "total", "max_points", "seed", "error", "isolation"]
     assert len(rows) == len(os.listdir(graded["class"])) and {r["seed"] for r in rows} == {"11"}
     assert {r["isolation"] for r in rows} == {graded["data"]["isolation"]} and graded["data"]["isolation"].startswith("sandbox")

@@ -1,4 +1,4 @@
-"""Judging processes forked from one warm process, so that no submission pays the start-up of the last.
+"""Judging processes forked from one warm process per batch: no submission pays the start-up again.
 
 A judge is a fresh ``pytest`` session over the grader's checks for one submission. Started from
 scratch, each judge pays a Python start, the pytest import and, for labs that use them, the torch
@@ -35,7 +35,7 @@ from typing import Any
 from infralens.grading.remote import HEAVY_LIBRARIES
 
 STARTUP_TIMEOUT_SECONDS = 120  # importing pytest and torch
-# Imported by every judge: pytest and the plugins the judge command names (see judge_command).
+# Imported by every judge: pytest and the plugins its arguments name (see batch.judge_args).
 JUDGE_MODULES = ("pytest", "pytest_timeout", "infralens.plugin", "infralens.grading.judging", "infralens.grading.remote")
 
 
@@ -50,12 +50,21 @@ def modules_to_preload(repo_root: Path) -> tuple[str, ...]:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
             continue  # the judge reports a file it cannot read; preloading is only a head start
-        for node in tree.body:
-            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
-            for name in names:
-                if name.split(".")[0] in HEAVY_LIBRARIES or name.split(".")[0] == "infralens":
-                    wanted[name] = None
+        for name in _top_level_imports(tree):
+            if name.split(".")[0] in (*HEAVY_LIBRARIES, "infralens"):
+                wanted[name] = None
     return tuple(wanted)
+
+
+def _top_level_imports(tree: ast.Module) -> list[str]:
+    """The absolute module names a module's own body imports (``import a.b``, ``from a.b import c``)."""
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return names
 
 
 class JudgeServerError(RuntimeError):
@@ -63,7 +72,11 @@ class JudgeServerError(RuntimeError):
 
 
 class Judges:
-    """The forkserver of one batch: ``with Judges(repo_root, env) as judges: code, output = judges.run(args, output, seconds)``.
+    """The forkserver of one batch, in ``repo_root`` with environment ``env``, ``preload`` imported::
+
+        with Judges(repo_root, env, preload) as judges:
+            code, output = judges.run(pytest_args, output_file, seconds)
+
 
     Thread-safe: the batch's worker threads start and wait for judges concurrently.
     """
@@ -74,12 +87,12 @@ class Judges:
         self._lock = threading.Lock()
         self._next_id = 0
         self._waiting: dict[int, queue.Queue] = {}
-        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: nothing it prints can ever block it
         self._stderr_lock = threading.Lock()
         self._last_words: str | None = None
 
     def __enter__(self) -> "Judges":
         command = [sys.executable, "-B", "-m", "infralens.grading.judges", json.dumps(self._preload)]
+        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: nothing it prints can ever block it
         self._process = subprocess.Popen(
             command, cwd=self._repo_root, env=self._env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, start_new_session=True,
         )
@@ -156,15 +169,17 @@ class Judges:
         return reply
 
     def _read_replies(self) -> None:
-        for line in self._process.stdout:
-            reply = json.loads(line)
-            with self._lock:
-                waiting = self._waiting.get(reply.get("id", -1))
-            if waiting is not None:
-                waiting.put(reply)
-        with self._lock:  # the forkserver is gone: nobody waits forever
-            for waiting in self._waiting.values():
-                waiting.put(None)
+        try:
+            for line in self._process.stdout:
+                reply = json.loads(line)
+                with self._lock:
+                    waiting = self._waiting.get(reply.get("id", -1))
+                if waiting is not None:
+                    waiting.put(reply)
+        finally:
+            with self._lock:  # the forkserver is gone (or garbled): nobody waits forever
+                for waiting in self._waiting.values():
+                    waiting.put(None)
 
     def _stderr_tail(self) -> str:
         """The last line the forkserver printed (an import error's, say), once it has exited."""
