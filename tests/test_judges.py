@@ -13,6 +13,8 @@ from conftest import REPO, write
 from infralens.grading.judges import JUDGE_MODULES, Judges, JudgeServerError, modules_to_preload
 from infralens.sessions import own_session_env
 
+pytestmark = pytest.mark.slow  # each test starts a forkserver and judges: pytest sessions of their own
+
 CHECKS = '''
 import os
 import sys
