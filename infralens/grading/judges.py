@@ -18,7 +18,6 @@ still running and exits.
 
 from __future__ import annotations
 
-import ast
 import importlib
 import json
 import os
@@ -32,39 +31,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from infralens.grading.remote import HEAVY_LIBRARIES
+from infralens.grading.remote import STARTUP_TIMEOUT_SECONDS, heavy_libraries
 
-STARTUP_TIMEOUT_SECONDS = 120  # importing pytest and torch
 # Imported by every judge: pytest and the plugins its arguments name (see batch.judge_args).
 JUDGE_MODULES = ("pytest", "pytest_timeout", "infralens.plugin", "infralens.grading.judging", "infralens.grading.remote")
 
 
 def modules_to_preload(repo_root: Path) -> tuple[str, ...]:
-    """What the judges of ``repo_root`` import: :data:`JUDGE_MODULES`, then the heavy libraries and
-    ``infralens`` modules that its checks, references and ``conftest.py`` import at their top level
-    (files are only parsed, never run). A synthetic lab that needs no torch gets no torch."""
-    files = [repo_root / "conftest.py", *sorted((repo_root / "checks").glob("lab*/*.py")), *sorted((repo_root / "solutions").glob("lab*/*.py"))]
-    wanted: dict[str, None] = dict.fromkeys(JUDGE_MODULES)
-    for path in files:
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-            continue  # the judge reports a file it cannot read; preloading is only a head start
-        for name in _top_level_imports(tree):
-            if name.split(".")[0] in (*HEAVY_LIBRARIES, "infralens"):
-                wanted[name] = None
-    return tuple(wanted)
-
-
-def _top_level_imports(tree: ast.Module) -> list[str]:
-    """The absolute module names a module's own body imports (``import a.b``, ``from a.b import c``)."""
-    names: list[str] = []
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.append(node.module)
-    return names
+    """What the judges of ``repo_root`` import: :data:`JUDGE_MODULES`, then the heavy libraries its
+    checks and references import (:func:`~infralens.grading.remote.heavy_libraries`: files are only
+    parsed, never run). A synthetic lab that needs no torch gets no torch."""
+    return JUDGE_MODULES + heavy_libraries(repo_root / "checks", repo_root / "solutions")
 
 
 class JudgeServerError(RuntimeError):
@@ -76,7 +53,6 @@ class Judges:
 
         with Judges(repo_root, env, preload) as judges:
             code, output = judges.run(pytest_args, output_file, seconds)
-
 
     Thread-safe: the batch's worker threads start and wait for judges concurrently.
     """
