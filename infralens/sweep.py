@@ -11,8 +11,8 @@ A target that differs from another by a few known lines (a mutant of the referen
 the checks that can see the difference: the sweep records which functions of the reference each
 check calls (:mod:`infralens.recording`), and a check that never called a function holding the
 changed lines runs exactly the reference's code on the changed tree too, so its verdict is the
-reference's. A change
-outside every function body (module level, a signature, a class body) runs every check.
+reference's. A change outside every function body (module level, a signature, a class body) runs
+every check.
 
 Used by ``infralens mutants`` and by the repository's invariant tests.
 """
