@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 
 import pytest
@@ -129,19 +130,25 @@ def test_seeds_the_baseline_never_ran_run_every_check(kata_repo, tmp_path):
     assert runs["add-body"].unaffected == [], "seed 3's hidden checks may call what seeds 1 and 2 never did"
 
 
-def test_a_recorded_tree_names_each_call_keeps_docstrings_writes_no_bytecode_and_sets_import_calls_apart(tmp_path):
-    write(tmp_path / "lab99_demo/demo.py", SOURCE + "\n\nVALUE = outer(1)\n")
-    recorder = TreeRecorder(tmp_path)
+def test_a_recorded_tree_names_each_call_keeps_docstrings_writes_no_bytecode_and_sets_import_calls_apart(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # a plain import here would leave a .pyc
+    tree = tmp_path / "tree"
+    write(tree / "lab99_demo/demo.py", SOURCE + "\n\nVALUE = outer(1)\n")
+    write(tmp_path / "outside/lab99_demo/demo.py", SOURCE)
+    recorder = TreeRecorder(tree)
     with recorder.installed():
-        code = LabCode(tmp_path, "lab99_demo", "exercises")
+        code = LabCode(tree, "lab99_demo", "exercises")
         with recorder.check() as importing:
             demo = code.demo
         with recorder.check() as called:
             assert demo.decorated(4) == 4 and demo.one_liner(2) == 2
+        elsewhere = LabCode(tmp_path / "outside", "lab99_demo", "exercises").demo
+        with recorder.check() as outside:
+            elsewhere.outer(1)
     file = "lab99_demo/demo.py"
     assert recorder.at_import == {(file, 12, 15), (file, 13, 14)}, "outer and inner ran while the module was imported"
     assert importing == set(), "what import runs is the module's, not the check's"
     assert called == {(file, 6, 9), (file, 18, 18)}, "a decorated function's span starts at its decorator"
+    assert outside == set() and not hasattr(elsewhere, "__infralens_called__"), "another tree's modules are left as they are"
     assert demo.decorated.__code__.co_consts[0] == "Doc.", "the record goes after the docstring, which stays the function's"
-    assert not list(tmp_path.rglob("*.pyc")), "a recorded tree is compiled in memory only"
-    assert TreeRecorder(tmp_path).find_spec("other.demo", [str(tmp_path.parent)]) is None, "only the recorded tree's modules"
+    assert not list(tree.rglob("*.pyc")), "a recorded tree is compiled in memory only"
