@@ -1,7 +1,9 @@
 """Helpers for writing checks: random real-looking models, strict comparisons with bounded messages,
 ValueError expectations gated on a correct answer, answer digests.
 
-Given tooling, shared by the labs' checks; none of it computes a lab's answer.
+Given tooling, shared by the labs' checks; none of it computes a lab's answer. Plain Python: a lab
+whose checks and code never touch torch runs without importing it (seconds saved on every run).
+Tensors are compared by :mod:`infralens.tensor_checks`, where :func:`assert_exact` hands them.
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import sys
 from typing import Any, Callable
 
 import pytest
-import torch
 
 from infralens.models import ModelConfig
 
@@ -54,6 +56,12 @@ def model_summary(model: ModelConfig) -> str:
 MESSAGE_VALUE_CHARS = 120
 
 
+def _is_torch(value: Any, kind: str) -> bool:
+    """``isinstance(value, torch.<kind>)``, without importing torch: where it is not loaded, nothing is a tensor."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, getattr(torch, kind))
+
+
 def _comparable(text: str) -> str:
     """Message text as the checks compare it: case-folded, ``65,504``/``65_504`` → ``65504``,
     ``torch.Size([2, 4])`` → ``(2, 4)``, and whitespace collapsed, so reasonable wordings match."""
@@ -67,7 +75,7 @@ def _comparable(text: str) -> str:
 def mentions(text: str, value: Any) -> bool:
     """True when ``text`` names ``value``, leniently: case-insensitive, numbers with or without
     thousands separators, shapes as a tuple or a ``torch.Size`` (``(2, 4)`` matches ``torch.Size([2, 4])``)."""
-    wanted = tuple(value) if isinstance(value, torch.Size) else value
+    wanted = tuple(value) if _is_torch(value, "Size") else value
     return _comparable(str(wanted)) in _comparable(text)
 
 
@@ -128,24 +136,6 @@ def expect_correct(call: Callable[..., Any], *args: Any, expected: Any, what: st
     return actual
 
 
-def cause_of(actual: Any, *mistakes: tuple[list, str]) -> str:
-    """The usual mistake whose wrong answer ``actual`` is, or "" when it matches none of them.
-
-    Each of ``mistakes`` is ``(wrong answer as a nested list, the mistake that produces it)``, so a
-    message names a cause only when the value shows it. Only small tensors are compared.
-    """
-    if not isinstance(actual, torch.Tensor) or actual.numel() > 64:
-        return ""
-    values = actual.tolist()
-    return next((cause for wrong, cause in mistakes if values == wrong), "")
-
-
-def assert_layout(actual: Any, shape: tuple[int, ...], dtype: torch.dtype, what: str, why: str) -> None:
-    """Fail with a bounded message unless ``actual`` is a tensor of ``shape`` and ``dtype`` (values not compared)."""
-    if not isinstance(actual, torch.Tensor) or tuple(actual.shape) != tuple(shape) or actual.dtype != dtype:
-        assert_tensor_equal(actual, torch.empty(shape, dtype=dtype), what, why)
-
-
 def same_outcome(actual: tuple[str, Any], expected: tuple[str, Any], what: str, compare: Callable[[Any, Any], None] | None = None) -> bool:
     """A hidden check's verdict on one input: the learner's :func:`outcome` must be the reference's.
 
@@ -171,12 +161,12 @@ def same_outcome(actual: tuple[str, Any], expected: tuple[str, Any], what: str, 
 def summarize(value: Any, limit: int = MESSAGE_VALUE_CHARS) -> str:
     """A value as a failure message shows it: a tensor or array as its shape and dtype (its few
     values when tiny), anything else as a ``repr`` capped at ``limit`` characters."""
-    if isinstance(value, torch.Tensor):
+    if _is_torch(value, "Tensor"):
         head = f"tensor of shape {tuple(value.shape)}, dtype {value.dtype}"
         return f"{head}: {value.flatten().tolist()}" if value.numel() <= 8 else head
     if type(value).__module__ == "numpy" and hasattr(value, "shape") and hasattr(value, "dtype"):
         return f"numpy array of shape {tuple(value.shape)}, dtype {value.dtype}"
-    if type(value) in (tuple, list) and any(isinstance(item, torch.Tensor) for item in value):
+    if type(value) in (tuple, list) and any(_is_torch(item, "Tensor") for item in value):
         open_, close = "()" if type(value) is tuple else "[]"
         return bounded(open_ + ", ".join(summarize(item, limit) for item in value) + close, limit)
     return bounded(repr(value), limit)
@@ -205,59 +195,14 @@ def assert_exact(actual: Any, expected: Any, what: str, why: str = "") -> None:
         for index, (mine, theirs) in enumerate(zip(actual, expected)):
             assert_exact(mine, theirs, f"{what}[{index}]", why)
         return
-    if isinstance(expected, torch.Tensor):
+    if _is_torch(expected, "Tensor"):
+        from infralens.tensor_checks import assert_tensor_equal
+
         assert_tensor_equal(actual, expected, what, why)
         return
     if not actual == expected:
         shown = (lambda v: f"{v:,}") if type(expected) is int else summarize
         pytest.fail(f"{what} returned {shown(actual)}, expected {shown(expected)}" + (f": {why}" if why else ""), pytrace=False)
-
-
-def _tensor_header(actual: Any, expected: torch.Tensor, what: str, why: str) -> None:
-    """Fail unless ``actual`` is a tensor of ``expected``'s shape and dtype (checked before any value:
-    an empty tensor would otherwise broadcast to "equal")."""
-    reason = f": {why}" if why else ""
-    if not isinstance(actual, torch.Tensor):
-        pytest.fail(f"{what} should be a torch.Tensor of shape {tuple(expected.shape)}, dtype {expected.dtype}; got {summarize(actual)}{reason}", pytrace=False)
-    if tuple(actual.shape) != tuple(expected.shape):
-        pytest.fail(f"{what} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}{reason}", pytrace=False)
-    if actual.dtype != expected.dtype:
-        pytest.fail(f"{what} has dtype {actual.dtype}, expected {expected.dtype}{reason}", pytrace=False)
-
-
-def _first_difference(actual: torch.Tensor, expected: torch.Tensor, wrong: torch.Tensor) -> str:
-    count = int(wrong.sum())
-    index = tuple(int(i) for i in torch.nonzero(wrong)[0])
-    text = f"{count:,} of {wrong.numel():,} elements differ; the first at index {index}: got {actual[index].item()!r}, expected {expected[index].item()!r}"
-    if actual.dtype != torch.bool:
-        error = (actual.double() - expected.double()).abs()
-        finite = error[torch.isfinite(error)]
-        if finite.numel():
-            text += f"; max |error| {float(finite.max()):.6g}"
-    return text
-
-
-def assert_tensor_equal(actual: Any, expected: torch.Tensor, what: str, why: str = "") -> None:
-    """Exact comparison for what a format defines (integer codes, packed bytes): shape, then dtype,
-    then every element (NaN equals NaN at the same place), summarized in a bounded message."""
-    _tensor_header(actual, expected, what, why)
-    same = (actual == expected) | (torch.isnan(actual) & torch.isnan(expected)) if actual.is_floating_point() else actual == expected
-    if not bool(same.all()):
-        pytest.fail(f"{what} is wrong: {_first_difference(actual, expected, ~same)}" + (f". {why}" if why else ""), pytrace=False)
-
-
-def assert_tensor_close(actual: Any, expected: torch.Tensor, what: str, *, atol: float | torch.Tensor, rtol: float = 0.0, why: str) -> None:
-    """Float comparison with a stated tolerance: ``|actual - expected| <= atol + rtol·|expected|``.
-
-    ``why`` justifies the tolerance and appears in the message (e.g. "dequantized values may differ
-    by half a step, scale/2"). ``atol`` may be a tensor broadcastable to the shape (a per-row bound).
-    """
-    _tensor_header(actual, expected, what, why)
-    error = (actual.double() - expected.double()).abs()
-    bound = torch.as_tensor(atol, dtype=torch.float64) + rtol * expected.double().abs()
-    wrong = ~(error <= bound) & ~(torch.isnan(actual) & torch.isnan(expected))
-    if bool(wrong.any()):
-        pytest.fail(f"{what} is off by more than the tolerance: {_first_difference(actual, expected, wrong)}. Tolerance: {why}", pytrace=False)
 
 
 def outcome(call: Callable[[], Any]) -> tuple[str, Any]:

@@ -16,7 +16,8 @@ import math
 import pytest
 import torch
 
-from infralens.checking import assert_exact, assert_tensor_equal, bounded, outcome, same_outcome, summarize
+from infralens.checking import assert_exact, bounded, outcome, same_outcome, summarize
+from infralens.tensor_checks import assert_tensor_equal
 
 from infralens.models import preset
 from lab02_inputs import describe, fixed_kv_models, random_kv_model

@@ -16,7 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from infralens.checking import assert_exact, assert_tensor_close, assert_tensor_equal, outcome, summarize
+from infralens.checking import assert_exact, outcome, summarize
+from infralens.tensor_checks import assert_tensor_close, assert_tensor_equal
 from lab03_inputs import describe_case, edge_cases, random_case, random_weight, torch_generator
 
 check = pytest.mark.check

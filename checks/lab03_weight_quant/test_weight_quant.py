@@ -15,9 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from infralens.checking import (
-    assert_exact, assert_layout, assert_tensor_close, assert_tensor_equal, cause_of, expect_correct, expect_value_error, summarize,
-)
+from infralens.checking import assert_exact, expect_correct, expect_value_error, summarize
+from infralens.tensor_checks import assert_layout, assert_tensor_close, assert_tensor_equal, cause_of
 from lab03_inputs import (
     F16_ZERO_POINT_W,
     RECIPROCAL_SCALE,

@@ -13,9 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from infralens.checking import (
-    assert_exact, assert_layout, assert_tensor_close, assert_tensor_equal, cause_of, expect_correct, expect_value_error,
-)
+from infralens.checking import assert_exact, expect_correct, expect_value_error
+from infralens.tensor_checks import assert_layout, assert_tensor_close, assert_tensor_equal, cause_of
 from lab05_inputs import (
     BF16,
     F16,

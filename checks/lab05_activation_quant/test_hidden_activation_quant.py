@@ -15,7 +15,8 @@ import random
 import pytest
 import torch
 
-from infralens.checking import assert_exact, assert_tensor_close, assert_tensor_equal, outcome, same_outcome
+from infralens.checking import assert_exact, outcome, same_outcome
+from infralens.tensor_checks import assert_tensor_close, assert_tensor_equal
 from lab05_inputs import FLOAT32_SLACK, edge_activations, outlier_activations, random_weight, torch_generator, w8a8_bound
 
 check = pytest.mark.check

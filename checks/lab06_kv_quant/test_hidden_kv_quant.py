@@ -17,7 +17,8 @@ import random
 import pytest
 import torch
 
-from infralens.checking import assert_exact, assert_tensor_equal, outcome, same_outcome
+from infralens.checking import assert_exact, outcome, same_outcome
+from infralens.tensor_checks import assert_tensor_equal
 from lab06_inputs import BF16, E4M3, E5M2, F16, edge_tensors, outlier_keys, plain_values, queries, torch_generator
 
 check = pytest.mark.check

@@ -15,9 +15,8 @@ import math
 import pytest
 import torch
 
-from infralens.checking import (
-    assert_exact, assert_layout, assert_tensor_close, assert_tensor_equal, cause_of, expect_correct, expect_value_error,
-)
+from infralens.checking import assert_exact, expect_correct, expect_value_error
+from infralens.tensor_checks import assert_layout, assert_tensor_close, assert_tensor_equal, cause_of
 from lab06_inputs import (
     BF16,
     E4M3,

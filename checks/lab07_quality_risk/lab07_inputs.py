@@ -14,7 +14,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from infralens.checking import assert_layout, assert_tensor_close, assert_tensor_equal
+from infralens.tensor_checks import assert_layout, assert_tensor_close, assert_tensor_equal
 from infralens.tinylm import load_tiny_lm, workload
 
 F16, BF16 = torch.float16, torch.bfloat16

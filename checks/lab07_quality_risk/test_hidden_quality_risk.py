@@ -16,7 +16,8 @@ import random
 import pytest
 import torch
 
-from infralens.checking import assert_exact, assert_tensor_equal, outcome, same_outcome
+from infralens.checking import assert_exact, outcome, same_outcome
+from infralens.tensor_checks import assert_tensor_equal
 from lab07_inputs import BF16, F16, PERPLEXITY_RTOL, edge_tensors, tokens, torch_generator
 
 check = pytest.mark.check

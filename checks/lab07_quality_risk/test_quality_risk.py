@@ -16,9 +16,8 @@ import math
 import pytest
 import torch
 
-from infralens.checking import (
-    accepted, assert_exact, assert_layout, assert_tensor_equal, cause_of, expect_correct, expect_value_error,
-)
+from infralens.checking import accepted, assert_exact, expect_correct, expect_value_error
+from infralens.tensor_checks import assert_layout, assert_tensor_equal, cause_of
 from lab07_inputs import (
     BF16,
     F16,

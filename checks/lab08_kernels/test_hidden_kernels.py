@@ -16,7 +16,8 @@ import random
 import pytest
 import torch
 
-from infralens.checking import assert_exact, assert_layout, assert_tensor_close, outcome, same_outcome
+from infralens.checking import assert_exact, outcome, same_outcome
+from infralens.tensor_checks import assert_layout, assert_tensor_close
 from lab08_inputs import (
     BF16,
     F16,

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from infralens.allocations import record_allocations
-from infralens.checking import accepted, assert_exact, assert_layout, assert_tensor_close, assert_tensor_equal, cause_of, expect_correct, expect_value_error
+from infralens.checking import accepted, assert_exact, expect_correct, expect_value_error
+from infralens.tensor_checks import assert_layout, assert_tensor_close, assert_tensor_equal, cause_of
 from infralens.timing import compare, peak_memory_bandwidth
 from lab08_inputs import (
     BF16,
