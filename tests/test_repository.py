@@ -1,11 +1,16 @@
-"""Repository-level promises: the README's two commands are what CI runs, and the tree stays clean."""
+"""Repository-level promises: the README's two commands are what CI runs, the plain-Python labs it names
+start without torch, and the tree stays clean."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 
-from conftest import LABS, REPO
+import pytest
+
+from conftest import FOREIGN_PLUGINS, LABS, REPO, run_python
+
+PLAIN_PYTHON_LABS = ("01", "04", "09", "10")  # README, "Working on a lab": their runs never import torch
 
 
 def _readme_commands() -> list[str]:
@@ -28,6 +33,20 @@ def test_readme_lab_table_marks_exactly_the_existing_labs_available():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     available = set(re.findall(r"\| `(lab\d\d_[a-z0-9_]+)` \|[^\n]*\| available \|", text))
     assert available == set(LABS), f"README marks {sorted(available)} available, but checks/ holds {sorted(LABS)}"
+
+
+@pytest.mark.slow  # a pytest session of its own on four labs
+def test_the_plain_python_labs_run_without_importing_torch():
+    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert "Labs 01, 04, 09 and 10 are plain Python" in text, "README: name the labs that start without torch"
+    probe = "import sys, pytest; code = pytest.main(sys.argv[1:]); print('torch' in sys.modules); sys.exit(code)"
+    labs = [f"--lab={lab}" for lab in PLAIN_PYTHON_LABS]
+    done = run_python("-c", probe, "--solutions", "-q", "-p", "no:cacheprovider", *labs, *(f"-pno:{name}" for name in FOREIGN_PLUGINS))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "False", (
+        "a run of Labs 01, 04, 09 and 10 imported torch (seconds on every learner run): keep torch out of their checks, "
+        "their code and infralens.checking, or change the README"
+    )
 
 
 def test_no_generated_files_are_tracked():
