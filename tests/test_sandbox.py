@@ -171,5 +171,11 @@ def test_the_worker_preloads_only_the_heavy_libraries_lab_code_imports(tmp_path)
     assert heavy_libraries(starters) == ()
     write(submission / "lab99_demo" / "demo.py", "import torch.nn\nfrom numpy import array\n")
     assert heavy_libraries(starters, submission) == ("numpy", "torch"), "what the submission imports counts too"
-    write(submission / "lab99_demo" / "broken.py", "def (:\n")
-    assert heavy_libraries(starters, submission) == HEAVY_LIBRARIES, "a file that cannot be parsed counts as importing everything"
+    broken = tmp_path / "broken"
+    write(broken / "lab99_demo" / "demo.py", "import torch\n\ndef add(a, b):\n    return a +\n")
+    (broken / "lab99_demo" / "nul.py").write_bytes(b"import numpy\x00\n")
+    assert heavy_libraries(starters, broken) == (), "a file that cannot be compiled never runs its imports"
+    (broken / "lab99_demo" / "latin.py").write_bytes("# -*- coding: latin-1 -*-\nimport torch\nNAME = 'caf\u00e9'\n".encode("latin-1"))
+    assert heavy_libraries(starters, broken) == ("torch",), "a coding declaration is read as Python reads it"
+    (broken / "lab99_demo" / "unreadable.py").mkdir()  # reading it fails, even for root
+    assert heavy_libraries(starters, broken) == HEAVY_LIBRARIES, "a file that cannot be read counts as importing everything"

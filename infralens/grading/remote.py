@@ -67,15 +67,19 @@ def heavy_libraries(*code_roots: Path) -> tuple[str, ...]:
 
     The worker imports these before it says it is ready, so the learner's time limits never pay for
     them; lab code that needs neither (a small synthetic lab) starts without them. Files are only
-    parsed, never run; one that cannot be parsed counts as importing everything.
+    parsed, never run. One that Python cannot compile (a syntax error, a bad encoding, a NUL byte)
+    imports nothing: its import fails before any statement runs. One that cannot be read counts as
+    importing everything.
     """
     imported: set[str] = set()
     for root in code_roots:
         for module in Path(root).glob("lab*/*.py"):
             try:
-                tree = ast.parse(module.read_text(encoding="utf-8"))
-            except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+                tree = ast.parse(module.read_bytes())  # bytes: a coding declaration is honoured, as import does
+            except OSError:
                 return HEAVY_LIBRARIES
+            except (SyntaxError, ValueError):
+                continue
             for node in ast.walk(tree):
                 if isinstance(node, ast.Import):
                     imported.update(alias.name.split(".")[0] for alias in node.names)
