@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import infralens.grading.remote  # noqa: F401  (what --isolate loads; pytester unloads what a run imported, and numpy cannot load twice)
-from conftest import run_python, write
+from conftest import FOREIGN_PLUGINS, run_python, write
 
 SOLVED_WRONG = '''
 def add(a: int, b: int) -> int:
@@ -268,10 +268,12 @@ def test_solutions_and_submission_together_are_refused(kata_repo, pytester, tmp_
 
 def test_the_plugin_stays_out_of_other_projects(pytester):
     pytester.makepyfile(test_plain="def test_plain():\n    assert 1 + 1 == 2\n")
-    # A Python of its own: another project loads every installed plugin, ours among them.
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    # A Python of its own: another project autoloads every installed plugin, ours among them (the
+    # other plugins beside the project are kept out: they take no part and cost seconds to import).
+    foreign = [f"-pno:{name}" for name in FOREIGN_PLUGINS]
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *foreign)
     assert result.ret == 0 and "InfraLens" not in result.stdout.str()
-    refused = pytester.runpytest_subprocess("--solutions")
+    refused = pytester.runpytest_subprocess("--solutions", *foreign)
     assert refused.ret == pytest.ExitCode.USAGE_ERROR and "is not an InfraLens Katas checkout" in refused.stderr.str()
 
 
