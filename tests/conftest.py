@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import os
@@ -29,14 +30,34 @@ FOREIGN_PLUGINS = sorted({entry.name for entry in entry_points(group="pytest11")
 
 
 SUBPROCESS_FIXTURES = {"pytester", "kata_repo"}
+REFERENCE_TESTS = "_reference.py"  # test_labNN_*_reference.py: a reference against its independent oracles
+QUICK_SELECTION = "not slow"  # the README's selection while changing a check or a reference: -m "not slow"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow, besides tests marked so: a test that runs pytest on a synthetic checkout (a new pytest
-    session each time) and the references' tests against independent oracles (test_labNN_*_reference.py)."""
+    session each time) and the references' tests against independent oracles."""
     for item in items:
-        if SUBPROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name.endswith("_reference.py"):
+        if SUBPROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name.endswith(REFERENCE_TESTS):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under the quick selection (exactly ``-m "not slow"``), a test module whose every test is slow
+    is not even imported: it would cost each worker its imports only for every test to be deselected."""
+    if config.getoption("markexpr") != QUICK_SELECTION or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    return True if _slow_as_a_whole(collection_path) else None
+
+
+def _slow_as_a_whole(module: Path) -> bool:
+    """A reference test module, or one whose module-level ``pytestmark`` holds ``pytest.mark.slow``."""
+    if module.name.endswith(REFERENCE_TESTS):
+        return True
+    for node in ast.parse(module.read_bytes()).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
+            return any(ast.unparse(part) == "pytest.mark.slow" for part in ast.walk(node.value))
+    return False
 
 
 def run_python(*args: str, cwd: Path = REPO, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
