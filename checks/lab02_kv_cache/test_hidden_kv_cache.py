@@ -17,9 +17,8 @@ import pytest
 import torch
 
 from infralens.checking import assert_exact, bounded, outcome, same_outcome, summarize
-from infralens.tensor_checks import assert_tensor_equal
-
 from infralens.models import preset
+from infralens.tensor_checks import assert_tensor_equal
 from lab02_inputs import describe, fixed_kv_models, random_kv_model
 
 check = pytest.mark.check

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from infralens.checking import assert_exact, bounded, expect_correct, expect_value_error, random_dense_model, summarize
-from infralens.tensor_checks import assert_tensor_close, assert_tensor_equal
 from infralens.models import ModelConfig, preset
+from infralens.tensor_checks import assert_tensor_close, assert_tensor_equal
 from lab02_inputs import attention_inputs, random_kv_model
 
 check = pytest.mark.check
