@@ -22,6 +22,7 @@ Loaded by the repository's root ``conftest.py``. What it adds to pytest:
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import random
 import secrets
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 from infralens.progress import ERROR, FAILED, NOT_STARTED, PASSED, SKIPPED, CheckRecord, render_table, summarize_lab
 
 HIDDEN_PREFIX = "test_hidden_"
+OWN_FIXTURES = ("lab", "oracle", "seed", "rng")
+DIRECT_MARKS = ("check", "parametrize")  # marks that do nothing at a check's setup: see fixture_values
 HELP_SOLUTIONS = "check solutions/ (the references) instead of exercises/"
 HELP_SUBMISSION = "check another tree: a repository root holding exercises/, or a folder of labNN_* folders"
 HELP_LAB = "only run these labs (repeatable or comma-separated): 10, lab10 or lab10_quantization_plan"
@@ -315,6 +318,39 @@ class InfraLensSession:
         stable = zlib.crc32(item.nodeid.encode())
         info = item.stash.get(CHECK_KEY, None)
         return stable ^ self.seed if info is not None and info.hidden else stable
+
+    def fixture_values(self, item: pytest.Item) -> dict[str, object] | None:
+        """The arguments of a check's test function, made as the ``lab``, ``oracle``, ``seed`` and
+        ``rng`` fixtures make them, for a sweep that calls checks without pytest's per-test protocol.
+
+        None where only that protocol sets the check up faithfully: a function that is not a plain
+        check, one that needs any other fixture or an indirect parameter, one that carries a mark
+        besides ``check`` and ``parametrize`` (``skipif``, ``timeout``, ...), an ``--isolate`` run,
+        or a fixture that fails (pytest reports that as a setup error).
+        """
+        info = item.stash.get(CHECK_KEY, None)
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if info is None or fixtures is None or self.config.getoption("isolate") or inspect.iscoroutinefunction(item.obj):
+            return None
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        own = set(fixtures.names_closure) - set(params) - {"request"}
+        if not own <= set(OWN_FIXTURES) or "request" in fixtures.argnames or any(mark.name not in DIRECT_MARKS for mark in item.iter_markers()):
+            return None
+        defined_in = {name: fixtures.name2fixturedefs[name][-1].func.__module__ for name in [*own, *params]}
+        if any(defined_in[name] != __name__ for name in own) or any(defined_in[name] != pytest.Function.__module__ for name in params):
+            return None  # a fixture of the same name defined closer to the check, or an indirect parameter
+        values: dict[str, object] = dict(params)
+        try:
+            if "lab" in own:
+                values["lab"] = self.lab_code(item)
+            if "oracle" in own:
+                values["oracle"] = self.oracle_code(item)
+            if own & {"seed", "rng"}:
+                values["seed"] = self.item_seed(item)
+                values["rng"] = random.Random(values["seed"])
+        except pytest.fail.Exception:
+            return None
+        return {name: values[name] for name in fixtures.argnames}
 
     def retarget(self, code_root: Path, display_root: str, seed: int) -> None:
         """Point the ``lab`` fixture at another tree and seed, and forget the results so far.

@@ -27,13 +27,18 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from _pytest.runner import runtestprotocol
 
+from infralens.calls import disarm_call_timer
 from infralens.progress import PASSED, SKIPPED
 from infralens.recording import TreeRecorder
 from infralens.sessions import PLUGIN_ARGS, own_session
+
+if TYPE_CHECKING:
+    from infralens.plugin import InfraLensSession
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,7 @@ class _Sweep:
     def __init__(self, targets: list[Target]):
         self.targets = targets
         self.runs: list[TargetRun] = []
+        self.kata: InfraLensSession | None = None  # the plugin's state of the run, once it starts
         # {target name: {check node id: spans of the target's functions it called}}
         self.calls: dict[str, dict[str, set[tuple[str, int, int]]]] = {}
         # {target name: spans of the functions that ran while its modules were imported}
@@ -151,14 +157,15 @@ class _Sweep:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
-        # Checks run straight through runtestprotocol, past pytest's per-test warning capture: a
-        # warning a mutant's arithmetic raises would otherwise reach whoever called the sweep.
+        # Checks run without pytest_runtest_protocol (see _run_check), past pytest's per-test warning
+        # capture: a warning a mutant's arithmetic raises would otherwise reach whoever called the sweep.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._run_every_target(session)
         return True
 
     def _run_every_target(self, session: pytest.Session) -> None:
+        self.kata = session.config.pluginmanager.get_plugin("infralens-session")
         for target in self.targets:
             recorder = TreeRecorder(target.code_root) if target.record_calls else None
             with recorder.installed() if recorder else nullcontext():
@@ -168,7 +175,7 @@ class _Sweep:
                 self.at_import[target.name] = recorder.at_import
 
     def _run_target(self, session: pytest.Session, target: Target, recorder: TreeRecorder | None) -> TargetRun:
-        kata = session.config.pluginmanager.get_plugin("infralens-session")
+        kata = self.kata
         run = TargetRun(target.name)
         items = self._affected(target, session.items)
         kept = {item.nodeid for item in items}
@@ -190,11 +197,32 @@ class _Sweep:
 
     def _run(self, target: Target, item: pytest.Item, recorder: TreeRecorder | None) -> None:
         if recorder is None:
-            runtestprotocol(item, log=False, nextitem=None)
+            self._run_check(item)
             return
         with recorder.check() as called:
-            runtestprotocol(item, log=False, nextitem=None)
+            self._run_check(item)
         self.calls.setdefault(target.name, {}).setdefault(item.nodeid, set()).update(called)
+
+    def _run_check(self, item: pytest.Item) -> None:
+        """Run one check and let the plugin record its verdict.
+
+        A check that needs only the plugin's fixtures and its parameters is called directly: its
+        arguments come from :meth:`~infralens.plugin.InfraLensSession.fixture_values`, its verdict
+        from the same ``pytest_runtest_makereport`` hooks a pytest run calls, and the ``lab``
+        fixture's teardown follows. pytest's setup and teardown phases (fixture bookkeeping, a
+        report each) cost about a millisecond per check, more than most checks themselves, over
+        thousands of runs. Any other check runs through pytest's protocol.
+        """
+        arguments = self.kata.fixture_values(item)
+        if arguments is None:
+            runtestprotocol(item, log=False, nextitem=None)
+            return
+        try:
+            call = pytest.CallInfo.from_call(lambda: item.obj(**arguments), when="call", reraise=(pytest.exit.Exception, KeyboardInterrupt))
+        finally:
+            if "lab" in arguments:
+                disarm_call_timer()
+        item.ihook.pytest_runtest_makereport(item=item, call=call)
 
     def _affected(self, target: Target, items: list[pytest.Item]) -> list[pytest.Item]:
         """The checks that can see ``target.change``: every check, unless the change lies in a

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import textwrap
 
 import pytest
+from _pytest.runner import runtestprotocol
 
+import infralens.sweep
 from conftest import run_python, write
 from infralens.loader import LabCode
 from infralens.mutants import Mutant, baseline_target, mutant_target
+from infralens.plugin import InfraLensSession
 from infralens.recording import TreeRecorder
-from infralens.sweep import Target, TargetRun, changed_lines
+from infralens.sweep import Target, TargetRun, changed_lines, sweep
 
 SOURCE = textwrap.dedent('''
     import functools
@@ -152,3 +156,82 @@ def test_a_recorded_tree_names_each_call_keeps_docstrings_writes_no_bytecode_and
     assert outside == set() and not hasattr(elsewhere, "__infralens_called__"), "another tree's modules are left as they are"
     assert demo.decorated.__code__.co_consts[0] == "Doc.", "the record goes after the docstring, which stays the function's"
     assert not list(tree.rglob("*.pyc")), "a recorded tree is compiled in memory only"
+
+
+VARIED_CHECKS = '''
+import pytest
+
+
+@pytest.mark.check("add")
+@pytest.mark.parametrize(("a", "b"), [(2, 3), (-1, 1)])
+def test_add_parametrized(lab, a, b):
+    assert lab.demo.add(a, b) == a + b, f"add({a}, {b}) is wrong"
+
+
+@pytest.mark.check("add")
+def test_add_fails_through_pytest_fail(lab):
+    if lab.demo.add(1, 1) != 2:
+        pytest.fail("add(1, 1) is not 2", pytrace=False)
+
+
+@pytest.mark.check("add")
+def test_add_raises_a_base_exception(lab):
+    if lab.demo.add(1, 1) != 2:
+        raise SystemExit(3)
+
+
+@pytest.mark.check("double")
+def test_double_then_skip(lab, seed):
+    lab.demo.double(seed)
+    pytest.skip("nothing more to check")
+
+
+@pytest.mark.check("double")
+def test_double_with_tmp_path(lab, tmp_path):
+    assert lab.demo.double(2) == 4
+
+
+@pytest.mark.check("double")
+@pytest.mark.skipif(True, reason="a mark that acts at setup")
+def test_double_skipped_by_a_mark(lab):
+    assert lab.demo.double(2) == 4
+
+
+@pytest.mark.check("add")
+def test_add_asks_for_the_oracle_in_a_public_check(lab, oracle):
+    assert lab.demo.add(1, 2) == oracle.demo.add(1, 2)
+'''
+THROUGH_PROTOCOL = {"test_double_with_tmp_path", "test_double_skipped_by_a_mark", "test_add_asks_for_the_oracle_in_a_public_check"}
+
+
+def _varied_targets(kata_repo, into) -> list[Target]:
+    solutions = kata_repo / "solutions/lab99_demo"
+    return [
+        Target("starter", kata_repo / "exercises", (1,)),
+        baseline_target(solutions, into / "reference", "reference", seeds=(1, 2)),
+        # every public check, not only until the first failure: each way of failing runs
+        dataclasses.replace(mutant_target(solutions, Mutant("add-body", "demo.py", "", "return a + b", "return a - b"), into / "add-body", "reference", seeds=(1, 2)), until_caught=False),
+    ]
+
+
+def test_a_check_called_directly_gets_the_verdict_pytests_protocol_gives_it(kata_repo, tmp_path, monkeypatch):
+    write(kata_repo / "checks/lab99_demo/test_varied.py", VARIED_CHECKS)
+    through_protocol = []
+    monkeypatch.setattr(infralens.sweep, "runtestprotocol", lambda item, **kwargs: through_protocol.append(item.name) or runtestprotocol(item, **kwargs))
+    direct = [run.to_json() for run in sweep(kata_repo, "lab99_demo", _varied_targets(kata_repo, tmp_path / "direct"))]
+    assert set(through_protocol) == THROUGH_PROTOCOL, "only checks that need more than the plugin's fixtures and their parameters go through pytest's protocol"
+    monkeypatch.setattr(InfraLensSession, "fixture_values", lambda self, item: None)  # every check through pytest's protocol
+    protocol = [run.to_json() for run in sweep(kata_repo, "lab99_demo", _varied_targets(kata_repo, tmp_path / "protocol"))]
+    assert direct == protocol
+    outcomes = {row["nodeid"].split("::")[1]: row["outcome"] for row in direct[1]["public"]}
+    assert outcomes == {
+        "test_add_small_numbers": "passed", "test_double": "passed", "test_add_parametrized[2-3]": "passed", "test_add_parametrized[-1-1]": "passed",
+        "test_add_fails_through_pytest_fail": "passed", "test_add_raises_a_base_exception": "passed", "test_double_then_skip": "skipped",
+        "test_double_with_tmp_path": "passed", "test_double_skipped_by_a_mark": "skipped", "test_add_asks_for_the_oracle_in_a_public_check": "error",
+    }, "the reference: every outcome a check can have"
+    assert {row["outcome"] for row in direct[0]["public"]} == {"not_started", "skipped", "error"}, direct[0]["public"]
+    mutant = {row["nodeid"].split("::")[1]: row["outcome"] for row in direct[2]["public"]}
+    assert mutant == {
+        "test_add_small_numbers": "failed", "test_add_parametrized[2-3]": "failed", "test_add_parametrized[-1-1]": "failed",
+        "test_add_fails_through_pytest_fail": "failed", "test_add_raises_a_base_exception": "failed",
+    }, "the checks that call `add`, each failing its own way"
