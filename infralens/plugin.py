@@ -297,11 +297,12 @@ class InfraLensSession:
         return self.guard.lab(self.remote_labs[info.lab.folder], info.lab.folder)
 
     def _worker(self) -> Worker:
-        from infralens.grading.remote import Worker  # only --isolate pays for the worker machinery
+        from infralens.grading.remote import Worker, worker_preload  # only --isolate pays for the worker machinery
 
         if self.worker is None:
             memory = self.config.getoption("memory_limit") << 20
-            self.worker = Worker(self.code_root, self.code_display_root, self.config.getoption("call_timeout"), memory)
+            preload = worker_preload(self.repo_root, self.code_root)  # a lab without torch starts its worker without it
+            self.worker = Worker(self.code_root, self.code_display_root, self.config.getoption("call_timeout"), memory, preload=preload)
         return self.worker
 
     def oracle_code(self, item: pytest.Item) -> LabCode:

@@ -54,7 +54,7 @@ def test_a_sandboxed_worker_sees_only_its_interpreter_tooling_and_own_code(tmp_p
     from infralens.grading.remote import RemoteLabCode, Worker
 
     write(tmp_path / "code/lab99_demo/view.py", VIEW.replace("@REPO@", repr(str(REPO))))
-    worker = Worker(tmp_path / "code", "code", call_timeout=60, memory_bytes=2 << 30, isolation="sandbox")
+    worker = Worker(tmp_path / "code", "code", call_timeout=60, memory_bytes=2 << 30, isolation="sandbox", preload=())  # the view needs neither numpy nor torch
     try:
         facts = RemoteLabCode(worker, "lab99_demo").view.facts()
     finally:
@@ -163,7 +163,7 @@ def test_finding_the_interpreters_folders_imports_no_torch():
 
 def test_the_worker_preloads_only_the_heavy_libraries_lab_code_imports(tmp_path):
     """numpy and torch load before the worker's hello (off the learner's clock) when lab code needs them."""
-    from infralens.grading.remote import HEAVY_LIBRARIES, heavy_libraries
+    from infralens.grading.remote import HEAVY_LIBRARIES, heavy_libraries, worker_preload
 
     assert heavy_libraries(Path(REPO) / "exercises") == HEAVY_LIBRARIES, "every real lab's starter imports torch"
     starters, submission = tmp_path / "exercises", tmp_path / "submission"
@@ -171,6 +171,8 @@ def test_the_worker_preloads_only_the_heavy_libraries_lab_code_imports(tmp_path)
     assert heavy_libraries(starters) == ()
     write(submission / "lab99_demo" / "demo.py", "import torch.nn\nfrom numpy import array\n")
     assert heavy_libraries(starters, submission) == ("numpy", "torch"), "what the submission imports counts too"
+    assert worker_preload(tmp_path, submission) == ("numpy", "torch") and worker_preload(tmp_path, starters) == (), "the checkout's starters and the code under test"
+    assert worker_preload(Path(REPO), starters) == HEAVY_LIBRARIES, "checks hand the real labs' code tensors, whatever a submission imports"
     broken = tmp_path / "broken"
     write(broken / "lab99_demo" / "demo.py", "import torch\n\ndef add(a, b):\n    return a +\n")
     (broken / "lab99_demo" / "nul.py").write_bytes(b"import numpy\x00\n")

@@ -38,13 +38,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     infralens = config.pluginmanager.get_plugin("infralens-session")
     if infralens is None or not config.getoption("isolate") or config.getoption("collectonly"):
         return
-    from infralens.grading.remote import LearnerProcessError, Worker, heavy_libraries
+    from infralens.grading.remote import LearnerProcessError, Worker, worker_preload
 
     try:
         infralens.worker = Worker(
             infralens.code_root, infralens.code_display_root, config.getoption("call_timeout"), config.getoption("memory_limit") << 20,
             isolation=config.getoption("isolation"), budget_seconds=config.getoption("budget"),
-            preload=heavy_libraries(config.rootpath / "exercises", infralens.code_root),
+            preload=worker_preload(config.rootpath, infralens.code_root),
         )
     except LearnerProcessError as error:
         raise pytest.UsageError(str(error)) from None

@@ -88,6 +88,13 @@ def heavy_libraries(*code_roots: Path) -> tuple[str, ...]:
     return tuple(name for name in HEAVY_LIBRARIES if name in imported)
 
 
+def worker_preload(repo_root: Path, code_root: Path) -> tuple[str, ...]:
+    """What a worker running ``code_root`` for the checks of ``repo_root`` imports before its hello:
+    the heavy libraries of the checkout's starters (what the checks hand learner code: tensors need
+    torch in the worker even where a submission never imports it) and of the code under test."""
+    return heavy_libraries(Path(repo_root) / "exercises", code_root)
+
+
 class Worker:
     """One learner process for one submission: started on first use, replaced after a crash or time-out.
 
