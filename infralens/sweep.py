@@ -20,6 +20,7 @@ Used by ``infralens mutants`` and by the repository's invariant tests.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import sys
 import tempfile
@@ -97,12 +98,18 @@ def changed_lines(source: str, start: int, end: int) -> tuple[int, int, bool]:
     """
     first = source.count("\n", 0, start) + 1
     last = first + source.count("\n", start, max(start, end - 1))
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            body_start = node.body[0].lineno
-            if node.lineno < body_start <= first and last <= node.end_lineno:
-                return first, last, True
-    return first, last, False
+    inside = any(def_line < body_start <= first and last <= end_line for def_line, body_start, end_line in _function_bodies(source))
+    return first, last, inside
+
+
+@functools.lru_cache(maxsize=64)
+def _function_bodies(source: str) -> tuple[tuple[int, int, int], ...]:
+    """``(def line, first body line, last line)`` of every function in ``source``, parsed once per
+    source: every mutant of a solution module asks about the same text."""
+    return tuple(
+        (node.lineno, node.body[0].lineno, node.end_lineno)
+        for node in ast.walk(ast.parse(source)) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    )
 
 
 @dataclass
