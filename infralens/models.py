@@ -223,7 +223,8 @@ class ModelConfig:
 
     def is_moe_layer(self, layer_index: int) -> bool:
         """Whether layer ``layer_index`` (0-based) has experts; DeepSeek keeps its first ``first_k_dense_replace`` layers dense."""
-        self._check_layer_index(layer_index)
+        if type(layer_index) is not int or not 0 <= layer_index < self.num_hidden_layers:  # the common case, checked first: labs ask per layer
+            self._check_layer_index(layer_index)
         return self.routed_experts is not None and layer_index >= (self.first_k_dense_replace or 0)
 
     def layer_window(self, layer_index: int) -> int | None:

@@ -202,6 +202,9 @@ def test_deepseek_v3_mla_and_experts():
     assert (ds.routed_experts, ds.n_shared_experts, ds.expert_intermediate_size, ds.num_experts_per_tok, ds.topk_method) == (256, 1, 2048, 8, "noaux_tc")
     assert [ds.is_moe_layer(i) for i in range(5)] == [False, False, False, True, True]
     assert not preset("llama-3-8b").is_mla
+    for bad in (-1, 61, 1.0, True):
+        with pytest.raises(ValueError, match=r"layer_index must be an integer in \[0, 61\)"):
+            ds.is_moe_layer(bad)
 
 
 def test_layer_window_resolves_every_kind_of_window():
