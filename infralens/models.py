@@ -223,8 +223,7 @@ class ModelConfig:
 
     def is_moe_layer(self, layer_index: int) -> bool:
         """Whether layer ``layer_index`` (0-based) has experts; DeepSeek keeps its first ``first_k_dense_replace`` layers dense."""
-        if type(layer_index) is not int or not 0 <= layer_index < self.num_hidden_layers:  # the common case, checked first: labs ask per layer
-            self._check_layer_index(layer_index)
+        self._check_layer_index(layer_index)
         return self.routed_experts is not None and layer_index >= (self.first_k_dense_replace or 0)
 
     def layer_window(self, layer_index: int) -> int | None:
@@ -233,13 +232,14 @@ class ModelConfig:
         ``layer_types`` decides when present (Gemma-2: even layers slide); otherwise every layer slides
         when ``sliding_window`` is set (Mistral-7B-v0.1, Phi-3) and none does when it is ``None``.
         """
-        if type(layer_index) is not int or not 0 <= layer_index < self.num_hidden_layers:  # the common case, checked first: labs ask per layer
-            self._check_layer_index(layer_index)
+        self._check_layer_index(layer_index)
         if self.layer_types is not None:
             return self.sliding_window if self.layer_types[layer_index] == "sliding_attention" else None
         return self.sliding_window
 
     def _check_layer_index(self, layer_index: int) -> None:
+        if type(layer_index) is int and 0 <= layer_index < self.num_hidden_layers:  # the common case, first: labs ask per layer
+            return
         if isinstance(layer_index, bool) or not isinstance(layer_index, int) or not 0 <= layer_index < self.num_hidden_layers:
             raise ValueError(f"{self.name}: layer_index must be an integer in [0, {self.num_hidden_layers}), got {layer_index!r}")
 
