@@ -329,9 +329,8 @@ class InfraLensSession:
         besides ``check`` and ``parametrize`` (``skipif``, ``timeout``, ...), an ``--isolate`` run,
         or a fixture that fails (pytest reports that as a setup error).
         """
-        info = item.stash.get(CHECK_KEY, None)
         fixtures = getattr(item, "_fixtureinfo", None)
-        if info is None or fixtures is None or self.config.getoption("isolate") or inspect.iscoroutinefunction(item.obj):
+        if CHECK_KEY not in item.stash or fixtures is None or self.config.getoption("isolate") or inspect.iscoroutinefunction(item.obj):
             return None
         params = getattr(getattr(item, "callspec", None), "params", {})
         own = set(fixtures.names_closure) - set(params) - {"request"}
