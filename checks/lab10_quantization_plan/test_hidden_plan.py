@@ -61,10 +61,28 @@ def _plan_text(fields: tuple) -> str:
     return f"QuantizationPlan({target}, bits={bits}, group_size={group}, scale_bits={scale_bits}, zero_point_bits={zero_point_bits}, number_format={number_format!r})"
 
 
-def _plans(qp, ref, fields: tuple):
-    """The same valid plan in the learner's module and in the reference."""
-    target, *rest = fields
-    return make_plan(qp, target, *rest), ref.QuantizationPlan(ref.Target(target), *rest)
+class _Pairs:
+    """The same valid plan, or workload, in the learner's module and in the reference, each built
+    once per check: a check compares over a thousand cases made of a few dozen plans, and both
+    classes are frozen dataclasses, safe to hand to every call."""
+
+    def __init__(self, qp, ref):
+        self.qp, self.ref = qp, ref
+        self._plans: dict[tuple, tuple] = {}
+        self._workloads: dict[tuple[int, int], tuple] = {}
+
+    def plans(self, fields: tuple) -> tuple:
+        """``(the learner's plan, the reference's)`` of these fields."""
+        if fields not in self._plans:
+            target, *rest = fields
+            self._plans[fields] = make_plan(self.qp, target, *rest), self.ref.QuantizationPlan(self.ref.Target(target), *rest)
+        return self._plans[fields]
+
+    def workloads(self, batch: int, context: int) -> tuple:
+        """``(the learner's Workload, the reference's)`` of these valid counts."""
+        if (batch, context) not in self._workloads:
+            self._workloads[batch, context] = make_workload(self.qp, batch, context), self.ref.Workload(batch, context)
+        return self._workloads[batch, context]
 
 
 def _agree_text(actual: tuple, expected: tuple, what: str) -> None:
@@ -134,8 +152,9 @@ def test_quantized_bytes_matches_reference(lab, oracle, rng):
     edges = [(fields, rows, row_length) for fields in EDGE_PLANS for rows, row_length in shapes]
     edges += [(("weights", 8, None, 16, 0, "int"), rows, row_length) for rows, row_length in ((0, 8), (-1, 8), (True, 8), (2.5, 8), (4.0, 8), (8, 0), (8, False), (8, 16.0))]
     randoms = [(_random_fields(rng), rng.randint(1, 5000), rng.choice([rng.randint(1, 300), 128 * rng.randint(1, 8)])) for _ in range(CASES)]
+    pairs = _Pairs(qp, ref)
     for fields, rows, row_length in edges + randoms:
-        mine, theirs = _plans(qp, ref, fields)
+        mine, theirs = pairs.plans(fields)
         expected = outcome(lambda: ref.quantized_bytes(theirs, rows, row_length))
         actual = outcome(lambda: qp.quantized_bytes(mine, rows, row_length))
         same_outcome(actual, expected, f"quantized_bytes({_plan_text(fields)}, rows={rows!r}, row_length={row_length!r})")
@@ -152,10 +171,11 @@ def _saved_memory_edges():
 def test_saved_memory_matches_reference(lab, oracle, rng):
     qp, ref = lab.quantization_plan, oracle.quantization_plan
     randoms = [(_random_model(rng, sliding=True), _random_fields(rng), (rng.randint(1, 32), rng.randint(1, 20000))) for _ in range(CASES)]
+    pairs = _Pairs(qp, ref)
     for model, fields, (batch, context) in _saved_memory_edges() + randoms:
-        mine, theirs = _plans(qp, ref, fields)
-        expected = outcome(lambda: ref.saved_memory(theirs, model, ref.Workload(batch, context)))
-        actual = outcome(lambda: qp.saved_memory(mine, model, make_workload(qp, batch, context)))
+        (mine, theirs), (my_workload, their_workload) = pairs.plans(fields), pairs.workloads(batch, context)
+        expected = outcome(lambda: ref.saved_memory(theirs, model, their_workload))
+        actual = outcome(lambda: qp.saved_memory(mine, model, my_workload))
         same_outcome(actual, expected, f"saved_memory({_plan_text(fields)}) on {model_summary(model)} at batch {batch} × {context} tokens")
 
 
@@ -171,8 +191,9 @@ def _random_model(rng: random.Random, sliding: bool = False) -> ModelConfig:
 def test_risk_matches_reference(lab, oracle, rng):
     qp, ref = lab.quantization_plan, oracle.quantization_plan
     as_data = lambda r: (r.target.value, r.site.value, r.mechanism.value, r.mitigation.value, r.severity)  # noqa: E731
+    pairs = _Pairs(qp, ref)
     for fields in EDGE_PLANS + [_random_fields(rng) for _ in range(CASES)]:
-        mine, theirs = _plans(qp, ref, fields)
+        mine, theirs = pairs.plans(fields)
         same_outcome(outcome(lambda: as_data(qp.risk(mine))), outcome(lambda: as_data(ref.risk(theirs))), f"risk({_plan_text(fields)}) as (target, site, mechanism, mitigation, severity)")
 
 
@@ -183,10 +204,11 @@ def test_describe_matches_reference(lab, oracle, rng):
     edges = [(preset(name), fields, workload) for name in PRESETS[:4] for fields in plans for workload in ((1, 1), (8, 8192), (2, 32768))]
     edges += [(model, fields, (32, 100000)) for model in _odd_models() for fields in plans]
     randoms = [(_random_model(rng), _random_fields(rng), (rng.randint(1, 32), rng.randint(1, 20000))) for _ in range(CASES)]
+    pairs = _Pairs(qp, ref)
     for model, fields, (batch, context) in edges + randoms:
-        mine, theirs = _plans(qp, ref, fields)
-        expected = outcome(lambda: ref.describe(theirs, model, ref.Workload(batch, context)))
-        actual = outcome(lambda: qp.describe(mine, model, make_workload(qp, batch, context)))
+        (mine, theirs), (my_workload, their_workload) = pairs.plans(fields), pairs.workloads(batch, context)
+        expected = outcome(lambda: ref.describe(theirs, model, their_workload))
+        actual = outcome(lambda: qp.describe(mine, model, my_workload))
         _agree_text(actual, expected, f"describe({_plan_text(fields)}, {model.name}, batch {batch} × {context})")
 
 
@@ -197,8 +219,9 @@ def test_kernel_path_matches_reference_for_every_backend(lab, oracle, rng):
     edges = [((target, bits, group, 16, 0, fmt), backend) for target in TARGETS for bits, fmt in formats for group in (None, -1) for backend in ref.BACKENDS + ("tensorrt", "VLLM")]
     randoms = [(_random_fields(rng), rng.choice(ref.BACKENDS)) for _ in range(CASES)]
     as_data = lambda p: (p.backend, p.kernel, p.speedup, type(p.reason) is str and bool(p.reason.strip()))  # noqa: E731
+    pairs = _Pairs(qp, ref)
     for fields, backend in edges + randoms:
-        mine, theirs = _plans(qp, ref, fields)
+        mine, theirs = pairs.plans(fields)
         expected = outcome(lambda: as_data(ref.kernel_path(theirs, backend)))
         actual = outcome(lambda: as_data(qp.kernel_path(mine, backend)))
         same_outcome(actual, expected, f"kernel_path({_plan_text(fields)}, {backend!r}) as (backend, kernel, speedup, has a reason)")
@@ -219,8 +242,10 @@ def test_compare_plans_matches_reference(lab, oracle, rng):
         drawn = [f for f in drawn if outcome(lambda f=f: ref.saved_memory(ref.QuantizationPlan(ref.Target(f[0]), *f[1:]), model, ref.Workload(1, 64)))[0] == "value"]
         randoms.append((model, drawn, (rng.randint(1, 8), rng.randint(1, 8192)), rng.choice(ref.BACKENDS)))
     as_data = lambda rows: [(r.label, r.saved_bytes, r.kernel, r.speedup, r.severity) for r in rows]  # noqa: E731
+    built = _Pairs(qp, ref)
     for model, plans, (batch, context), backend in edges + randoms:
-        pairs = [_plans(qp, ref, fields) for fields in plans]
-        expected = outcome(lambda: as_data(ref.compare_plans([p for _, p in pairs], model, ref.Workload(batch, context), backend)))
-        actual = outcome(lambda: as_data(qp.compare_plans([p for p, _ in pairs], model, make_workload(qp, batch, context), backend)))
+        pairs = [built.plans(fields) for fields in plans]
+        my_workload, their_workload = built.workloads(batch, context)
+        expected = outcome(lambda: as_data(ref.compare_plans([p for _, p in pairs], model, their_workload, backend)))
+        actual = outcome(lambda: as_data(qp.compare_plans([p for p, _ in pairs], model, my_workload, backend)))
         same_outcome(actual, expected, f"compare_plans({len(plans)} plans, {model.name}, batch {batch} × {context}, {backend!r}) as (label, saved_bytes, kernel, speedup, severity) rows")
