@@ -13,7 +13,8 @@ Loaded by the repository's root ``conftest.py``. What it adds to pytest:
   may take, and the learner's functions' documented return types, enforced by :mod:`infralens.calls`;
 * the ``check(exercise, points=1)`` marker every check carries, and ``gpu`` for CUDA-only checks
   (skipped without CUDA, and under ``--isolate``, where they count toward no total);
-* fixtures ``lab`` (the code under test), ``oracle`` (the reference, hidden checks only), ``seed``, ``rng``;
+* fixtures ``lab`` (the code under test), ``oracle`` (the reference, hidden checks only), ``seed``, ``rng``,
+  and ``cases`` (a hidden check's edge cases, then its random ones: :mod:`infralens.cases`);
 * compact, capped failure messages, "not started" instead of tracebacks, a module that does not
   import reported once per lab, and the progress table (honest about runs narrowed by
   ``--exercise``, ``-k``, ``-x``, ``--deselect`` or a node id).
@@ -38,6 +39,7 @@ import pytest
 
 from infralens import feedback
 from infralens.calls import CallGuard, ContractLab, disarm_call_timer
+from infralens.cases import Cases
 from infralens.hints import HintsError, load_hints
 from infralens.labs import Lab, checks_for, discover_labs, lab_of_path, resolve_lab
 from infralens.loader import LabCode, code_root_of_submission
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
 from infralens.progress import ERROR, FAILED, NOT_STARTED, PASSED, SKIPPED, CheckRecord, render_table, summarize_lab
 
 HIDDEN_PREFIX = "test_hidden_"
-OWN_FIXTURES = ("lab", "oracle", "seed", "rng")
+OWN_FIXTURES = ("lab", "oracle", "seed", "rng", "cases")
 DIRECT_MARKS = ("check", "parametrize")  # marks that do nothing at a check's setup: see fixture_values
 HELP_SOLUTIONS = "check solutions/ (the references) instead of exercises/"
 HELP_SUBMISSION = "check another tree: a repository root holding exercises/, or a folder of labNN_* folders"
@@ -131,6 +133,10 @@ class InfraLensSession:
     partial_labs: set[str] = field(init=False, default_factory=set)  # labs collected from a file or node id: their total is unknown
     explained: set[tuple[str, str]] = field(init=False, default_factory=set)  # (lab, file:line) of modules that do not import, reported once
     started: float = field(init=False, default=0.0)
+    # A sweep's memory of edge cases across seeds (see infralens.cases): whether the next check's
+    # `cases` skips its edges, and the `cases` the last check was handed.
+    skip_edges: bool = field(init=False, default=False)
+    last_cases: Cases | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.repo_root = Path(self.config.rootpath)
@@ -321,8 +327,8 @@ class InfraLensSession:
         return stable ^ self.seed if info is not None and info.hidden else stable
 
     def fixture_values(self, item: pytest.Item) -> dict[str, object] | None:
-        """The arguments of a check's test function, made as the ``lab``, ``oracle``, ``seed`` and
-        ``rng`` fixtures make them, for a sweep that calls checks without pytest's per-test protocol.
+        """The arguments of a check's test function, made as the ``lab``, ``oracle``, ``seed``,
+        ``rng`` and ``cases`` fixtures make them, for a sweep that calls checks without pytest's per-test protocol.
 
         None where only that protocol sets the check up faithfully: a function that is not a plain
         check, one that needs any other fixture or an indirect parameter, one that carries a mark
@@ -348,9 +354,16 @@ class InfraLensSession:
             if own & {"seed", "rng"}:
                 values["seed"] = self.item_seed(item)
                 values["rng"] = random.Random(values["seed"])
+            if "cases" in own:
+                values["cases"] = self.cases()
         except pytest.fail.Exception:
             return None
         return {name: values[name] for name in fixtures.argnames}
+
+    def cases(self) -> Cases:
+        """A check's ``cases``, kept as :attr:`last_cases` for a sweep to read how far the check got."""
+        self.last_cases = Cases(skip_edges=self.skip_edges)
+        return self.last_cases
 
     def retarget(self, code_root: Path, display_root: str, seed: int) -> None:
         """Point the ``lab`` fixture at another tree and seed, and forget the results so far.
@@ -583,3 +596,9 @@ def seed(request: pytest.FixtureRequest) -> int:
 def rng(seed: int) -> random.Random:
     """A ``random.Random`` seeded with :func:`seed`, for random shapes, models and workloads."""
     return random.Random(seed)
+
+
+@pytest.fixture
+def cases(request: pytest.FixtureRequest) -> Cases:
+    """``for case in cases(edges, randoms)``: a hidden check's fixed edge cases, then its random ones (:mod:`infralens.cases`)."""
+    return _session(request).cases()

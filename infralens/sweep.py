@@ -14,6 +14,10 @@ changed lines runs exactly the reference's code on the changed tree too, so its 
 reference's. A change outside every function body (module level, a signature, a class body) runs
 every check.
 
+A hidden check that iterates its inputs through the ``cases`` fixture runs its edge cases under the
+first seed only: they do the same under every seed (see :mod:`infralens.cases`). Under the later
+seeds it runs just its random cases, or, if an edge case failed, keeps the first seed's verdict.
+
 Used by ``infralens mutants`` and by the repository's invariant tests.
 """
 
@@ -34,7 +38,7 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from infralens.calls import disarm_call_timer
-from infralens.progress import PASSED, SKIPPED
+from infralens.progress import PASSED, SKIPPED, CheckRecord
 from infralens.recording import TreeRecorder
 from infralens.sessions import PLUGIN_ARGS, own_session
 
@@ -195,12 +199,38 @@ class _Sweep:
             if target.until_caught and kata.records[item.nodeid].outcome not in (PASSED, SKIPPED):
                 break
         run.public = [record.to_json() for record in kata.records.values()]
-        for seed in target.seeds:
+        edges: dict[str, bool | CheckRecord] = {}
+        for index, seed in enumerate(target.seeds):
             kata.retarget(target.code_root, str(target.code_root), seed)
             for item in hidden:
-                self._run(target, item, recorder)
+                self._run_hidden(target, item, recorder, edges, first_seed=index == 0)
             run.hidden[seed] = [record.to_json() for record in kata.records.values()]
         return run
+
+    def _run_hidden(self, target: Target, item: pytest.Item, recorder: TreeRecorder | None, edges: dict[str, bool | CheckRecord], first_seed: bool) -> None:
+        """Run a hidden check under the current seed, using what its edge cases did under the first.
+
+        ``edges`` maps a check to True when it got through its edge cases under the first seed (later
+        seeds run only its random cases), or to its record when it failed on one (later seeds keep
+        that verdict); a check not in it runs in full.
+        """
+        kata = self.kata
+        seen = edges.get(item.nodeid)
+        if isinstance(seen, CheckRecord):
+            kata.records[item.nodeid] = seen
+            return
+        kata.skip_edges, kata.last_cases = seen is True, None
+        try:
+            self._run(target, item, recorder)
+        finally:
+            kata.skip_edges = False
+        cases, record = kata.last_cases, kata.records.get(item.nodeid)
+        if not first_seed or cases is None or record is None:
+            return
+        if cases.edges_done:
+            edges[item.nodeid] = True
+        elif cases.entered and record.outcome not in (PASSED, SKIPPED):
+            edges[item.nodeid] = record
 
     def _run(self, target: Target, item: pytest.Item, recorder: TreeRecorder | None) -> None:
         if recorder is None:

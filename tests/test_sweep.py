@@ -12,6 +12,7 @@ from _pytest.runner import runtestprotocol
 
 import infralens.sweep
 from conftest import run_python, write
+from infralens.cases import Cases
 from infralens.loader import LabCode
 from infralens.mutants import Mutant, baseline_target, mutant_target
 from infralens.plugin import InfraLensSession
@@ -200,6 +201,12 @@ def test_double_skipped_by_a_mark(lab):
 @pytest.mark.check("add")
 def test_add_asks_for_the_oracle_in_a_public_check(lab, oracle):
     assert lab.demo.add(1, 2) == oracle.demo.add(1, 2)
+
+
+@pytest.mark.check("add")
+def test_add_over_cases(lab, cases):
+    for a, b in cases([(0, 0)], [(4, 5)]):
+        assert lab.demo.add(a, b) == a + b, f"add({a}, {b}) is wrong"
 '''
 THROUGH_PROTOCOL = {"test_double_with_tmp_path", "test_double_skipped_by_a_mark", "test_add_asks_for_the_oracle_in_a_public_check"}
 
@@ -228,10 +235,61 @@ def test_a_check_called_directly_gets_the_verdict_pytests_protocol_gives_it(kata
         "test_add_small_numbers": "passed", "test_double": "passed", "test_add_parametrized[2-3]": "passed", "test_add_parametrized[-1-1]": "passed",
         "test_add_fails_through_pytest_fail": "passed", "test_add_raises_a_base_exception": "passed", "test_double_then_skip": "skipped",
         "test_double_with_tmp_path": "passed", "test_double_skipped_by_a_mark": "skipped", "test_add_asks_for_the_oracle_in_a_public_check": "error",
+        "test_add_over_cases": "passed",
     }, "the reference: every outcome a check can have"
     assert {row["outcome"] for row in direct[0]["public"]} == {"not_started", "skipped", "error"}, direct[0]["public"]
     mutant = {row["nodeid"].split("::")[1]: row["outcome"] for row in direct[2]["public"]}
     assert mutant == {
         "test_add_small_numbers": "failed", "test_add_parametrized[2-3]": "failed", "test_add_parametrized[-1-1]": "failed",
-        "test_add_fails_through_pytest_fail": "failed", "test_add_raises_a_base_exception": "failed",
+        "test_add_fails_through_pytest_fail": "failed", "test_add_raises_a_base_exception": "failed", "test_add_over_cases": "failed",
     }, "the checks that call `add`, each failing its own way"
+
+
+EDGES_THEN_RANDOMS = '''
+import pytest
+
+RUNS = []
+
+
+@pytest.mark.check("add")
+def test_add_on_edges_then_random_inputs(lab, oracle, rng, cases):
+    RUNS.append(None)
+    edges = [(0, 0), (2, 3), (-1, 1)]
+    randoms = [(rng.randint(100, 1000), rng.randint(100, 1000)) for _ in range(5)]
+    for count, (a, b) in enumerate(cases(edges, randoms), 1):
+        got, expected = lab.demo.add(a, b), oracle.demo.add(a, b)
+        assert got == expected, f"add({a}, {b}) returned {got}, expected {expected} (case {count} of run {len(RUNS)})"
+'''
+
+
+def test_edge_cases_run_under_the_first_seed_and_their_verdict_holds_for_every_seed(kata_repo, tmp_path):
+    (kata_repo / "checks/lab99_demo/test_hidden_demo.py").write_text(EDGES_THEN_RANDOMS, encoding="utf-8")
+    solutions, seeds = kata_repo / "solutions/lab99_demo", (1, 2, 3)
+    targets = [baseline_target(solutions, tmp_path / "reference", "reference", seeds=seeds)] + [
+        mutant_target(solutions, Mutant(name, "demo.py", "", "return a + b", wrong), tmp_path / name, "reference", seeds=seeds)
+        for name, wrong in (("wrong-on-an-edge", "return a + b if a else 1"), ("wrong-on-random-inputs", "return a + b if a < 100 else 0"))
+    ]
+    runs = {run.name: run for run in sweep(kata_repo, "lab99_demo", targets)}
+
+    def messages(name: str) -> list[str]:
+        return [row["message"] for seed in seeds for row in runs[name].hidden[seed]]
+
+    assert {row["outcome"] for seed in seeds for row in runs["reference"].hidden[seed]} == {"passed"}
+    on_edge = messages("wrong-on-an-edge")
+    assert "(case 1 of run " in on_edge[0] and on_edge == on_edge[:1] * 3, f"failed on an edge under seed 1: the same verdict, not run again: {on_edge}"
+    on_random = messages("wrong-on-random-inputs")
+    assert "(case 4 of run " in on_random[0], f"seed 1 runs the three edge cases first: {on_random[0]}"
+    assert all("(case 1 of run " in message for message in on_random[1:]) and len(set(on_random)) == 3, (
+        f"later seeds run only their own random cases, each in a run of its own: {on_random}"
+    )
+
+
+def test_cases_yield_edges_then_randoms_once_and_note_how_far_the_check_got():
+    cases = Cases()
+    iterator = cases(["edge 1", "edge 2"], ["random"])
+    assert (cases.entered, cases.edges_done) == (True, False)
+    assert [next(iterator), next(iterator)] == ["edge 1", "edge 2"] and not cases.edges_done, "the last edge case has not finished yet"
+    assert list(iterator) == ["random"] and cases.edges_done
+    with pytest.raises(RuntimeError, match="iterate it once"):
+        cases([], [])
+    assert list(Cases(skip_edges=True)(["edge"], ["random"])) == ["random"]

@@ -118,15 +118,18 @@ def test_peak_flops_matches_reference(lab, oracle, rng):
         assert _same(actual, expected), _fail(f"peak_flops({gpu!r}, {compute!r})", actual, expected)
 
 
-def _step_bytes_cases(rng):
-    fixed = [(model, workload) for model in _fixed_models() for workload in FIXED_WORKLOADS]
-    return fixed + [(_random_model(rng), _random_workload(rng)) for _ in range(CASES)]
+def _step_bytes_edges():
+    return [(model, workload) for model in _fixed_models() for workload in FIXED_WORKLOADS]
+
+
+def _step_bytes_randoms(rng):
+    return [(_random_model(rng), _random_workload(rng)) for _ in range(CASES)]
 
 
 @check("step_bytes", points=2)
-def test_step_bytes_matches_reference(lab, oracle, rng):
+def test_step_bytes_matches_reference(lab, oracle, rng, cases):
     rf, ref = lab.roofline, oracle.roofline
-    for model, workload in _step_bytes_cases(rng):
+    for model, workload in cases(_step_bytes_edges(), _step_bytes_randoms(rng)):
         expected = outcome(lambda: (lambda r: (float(r.weights), float(r.kv_cache)))(ref.step_bytes(model, *workload)))
         actual = outcome(lambda: (lambda r: (r.weights, r.kv_cache))(rf.step_bytes(model, *workload)))
         assert _same(actual, expected), _fail(
@@ -135,9 +138,9 @@ def test_step_bytes_matches_reference(lab, oracle, rng):
 
 
 @check("step_flops", points=2)
-def test_step_flops_matches_reference(lab, oracle, rng):
+def test_step_flops_matches_reference(lab, oracle, rng, cases):
     rf, ref = lab.roofline, oracle.roofline
-    for model, (batch, context, _, _) in _step_bytes_cases(rng):
+    for model, (batch, context, _, _) in cases(_step_bytes_edges(), _step_bytes_randoms(rng)):
         expected = outcome(lambda: ref.step_flops(model, batch, context))
         actual = outcome(lambda: rf.step_flops(model, batch, context))
         assert _same(actual, expected), _fail(f"step_flops({model_summary(model)}, batch={batch!r}, context_tokens={context!r})", actual, expected)
@@ -152,7 +155,7 @@ def _as_data(bound, floats=False):
     return tuple(float(v) if floats and field not in ("flops", "bound") else v for field, v in zip(FIELDS, values))
 
 
-def _step_bound_cases(rng):
+def _step_bound_edges():
     models = _fixed_models()
     fixed = [(model, workload, gpu) for model in models for workload in FIXED_WORKLOADS[:13] for gpu in FIXED_GPUS[:3]]
     fixed += [(models[0], workload, gpu) for workload in FIXED_WORKLOADS[13:] for gpu in FIXED_GPUS[:1]]
@@ -161,13 +164,17 @@ def _step_bound_cases(rng):
     # compute-bound in bf16, memory-bound once quantized: the speedup then depends on every attention FLOP
     mqa_window = ModelConfig("mqa-window", "llama", 8, 4096, 32, 1, 128, 14336, 32000, published_parameters=8_000_000_000, sliding_window=64)
     fixed += [(models[0], (512, 128, 2, 2), ("h200", "fp8")), (mqa_window, (512, 4096, 4, 2), ("h200", "fp8")), (mqa_window, (512, 4096, 2, 2), ("h200", "bf16"))]
-    return fixed + [(_random_model(rng), _random_workload(rng), _random_gpu(rng)) for _ in range(CASES)]
+    return fixed
+
+
+def _step_bound_randoms(rng):
+    return [(_random_model(rng), _random_workload(rng), _random_gpu(rng)) for _ in range(CASES)]
 
 
 @check("step_bound", points=3)
-def test_step_bound_matches_reference(lab, oracle, rng):
+def test_step_bound_matches_reference(lab, oracle, rng, cases):
     rf, ref = lab.roofline, oracle.roofline
-    for model, workload, (gpu, compute) in _step_bound_cases(rng):
+    for model, workload, (gpu, compute) in cases(_step_bound_edges(), _step_bound_randoms(rng)):
         expected = outcome(lambda: _as_data(ref.step_bound(model, gpu, *workload, compute), floats=True))
         actual = outcome(lambda: _as_data(rf.step_bound(model, gpu, *workload, compute)))
         assert _same(actual, expected), bounded(
@@ -178,9 +185,9 @@ def test_step_bound_matches_reference(lab, oracle, rng):
 
 
 @check("kv_crossover_tokens", points=1)
-def test_kv_crossover_matches_reference(lab, oracle, rng):
+def test_kv_crossover_matches_reference(lab, oracle, rng, cases):
     rf, ref = lab.roofline, oracle.roofline
-    for model, (_, _, bytes_per_weight, kv_bytes) in _step_bytes_cases(rng):
+    for model, (_, _, bytes_per_weight, kv_bytes) in cases(_step_bytes_edges(), _step_bytes_randoms(rng)):
         expected = outcome(lambda: float(ref.kv_crossover_tokens(model, bytes_per_weight, kv_bytes)))
         actual = outcome(lambda: rf.kv_crossover_tokens(model, bytes_per_weight, kv_bytes))
         assert _same(actual, expected), _fail(
@@ -188,9 +195,9 @@ def test_kv_crossover_matches_reference(lab, oracle, rng):
 
 
 @check("quantization_speedup", points=2)
-def test_quantization_speedup_matches_reference(lab, oracle, rng):
+def test_quantization_speedup_matches_reference(lab, oracle, rng, cases):
     rf, ref = lab.roofline, oracle.roofline
-    for model, workload, (gpu, compute) in _step_bound_cases(rng):
+    for model, workload, (gpu, compute) in cases(_step_bound_edges(), _step_bound_randoms(rng)):
         expected = outcome(lambda: float(ref.quantization_speedup(model, gpu, *workload, compute)))
         actual = outcome(lambda: rf.quantization_speedup(model, gpu, *workload, compute))
         assert _same(actual, expected), _fail(

@@ -146,14 +146,14 @@ def test_plan_validation_matches_reference(lab, oracle, rng):
 
 
 @check("quantized_bytes", points=2)
-def test_quantized_bytes_matches_reference(lab, oracle, rng):
+def test_quantized_bytes_matches_reference(lab, oracle, rng, cases):
     qp, ref = lab.quantization_plan, oracle.quantization_plan
     shapes = [(1, 1), (3, 5), (5, 127), (4, 128), (1, 4096)]
     edges = [(fields, rows, row_length) for fields in EDGE_PLANS for rows, row_length in shapes]
     edges += [(("weights", 8, None, 16, 0, "int"), rows, row_length) for rows, row_length in ((0, 8), (-1, 8), (True, 8), (2.5, 8), (4.0, 8), (8, 0), (8, False), (8, 16.0))]
     randoms = [(_random_fields(rng), rng.randint(1, 5000), rng.choice([rng.randint(1, 300), 128 * rng.randint(1, 8)])) for _ in range(CASES)]
     pairs = _Pairs(qp, ref)
-    for fields, rows, row_length in edges + randoms:
+    for fields, rows, row_length in cases(edges, randoms):
         mine, theirs = pairs.plans(fields)
         expected = outcome(lambda: ref.quantized_bytes(theirs, rows, row_length))
         actual = outcome(lambda: qp.quantized_bytes(mine, rows, row_length))
@@ -168,11 +168,11 @@ def _saved_memory_edges():
 
 
 @check("saved_memory", points=3)
-def test_saved_memory_matches_reference(lab, oracle, rng):
+def test_saved_memory_matches_reference(lab, oracle, rng, cases):
     qp, ref = lab.quantization_plan, oracle.quantization_plan
     randoms = [(_random_model(rng, sliding=True), _random_fields(rng), (rng.randint(1, 32), rng.randint(1, 20000))) for _ in range(CASES)]
     pairs = _Pairs(qp, ref)
-    for model, fields, (batch, context) in _saved_memory_edges() + randoms:
+    for model, fields, (batch, context) in cases(_saved_memory_edges(), randoms):
         (mine, theirs), (my_workload, their_workload) = pairs.plans(fields), pairs.workloads(batch, context)
         expected = outcome(lambda: ref.saved_memory(theirs, model, their_workload))
         actual = outcome(lambda: qp.saved_memory(mine, model, my_workload))
@@ -198,14 +198,14 @@ def test_risk_matches_reference(lab, oracle, rng):
 
 
 @check("describe", points=2)
-def test_describe_matches_reference(lab, oracle, rng):
+def test_describe_matches_reference(lab, oracle, rng, cases):
     qp, ref = lab.quantization_plan, oracle.quantization_plan
     plans = [(target, *rest) for target in TARGETS for rest in ((8, None, 16, 0, "int"), (4, 128, 16, 8, "int"), (2, -1, 32, 0, "int"), (8, -1, 16, 0, "fp8"), (2, 1, 8, 32, "int"))]
     edges = [(preset(name), fields, workload) for name in PRESETS[:4] for fields in plans for workload in ((1, 1), (8, 8192), (2, 32768))]
     edges += [(model, fields, (32, 100000)) for model in _odd_models() for fields in plans]
     randoms = [(_random_model(rng), _random_fields(rng), (rng.randint(1, 32), rng.randint(1, 20000))) for _ in range(CASES)]
     pairs = _Pairs(qp, ref)
-    for model, fields, (batch, context) in edges + randoms:
+    for model, fields, (batch, context) in cases(edges, randoms):
         (mine, theirs), (my_workload, their_workload) = pairs.plans(fields), pairs.workloads(batch, context)
         expected = outcome(lambda: ref.describe(theirs, model, their_workload))
         actual = outcome(lambda: qp.describe(mine, model, my_workload))
