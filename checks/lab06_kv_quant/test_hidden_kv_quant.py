@@ -134,6 +134,9 @@ def test_quantize_values_matches_reference(lab, oracle, rng, seed):
     assert valid, "no valid input was accepted"
 
 
+TIES_SCENARIO = (1, 1, 4, 2, 4, 0, torch.float32, 4, 4)
+"""Every group of keys (4 tokens of a channel) and of values (4 channels of a token) holds 0, 0.5,
+1.5 and 3: scale 1 at 2 bits, so 0.5 is an exact tie, code 0 by round half to even."""
 EDGE_SCENARIOS = [
     # (batch, heads, head_dim, bits, group_size, residual_length, dtype, prompt, steps)
     (1, 1, 4, 2, 4, 1, torch.float32, 6, 9),
@@ -142,7 +145,9 @@ EDGE_SCENARIOS = [
     (1, 1, 12, 2, 4, 4, BF16, 7, 13),  # 12 × 2 bits: packed rows of 3 bytes
     (1, 1, 6, 4, 2, 2, torch.float32, 3, 6),  # 6 × 4 bits: 3 bytes, pairs of channels per value group
     (1, 1, 4, 2, 1, 0, BF16, 2, 3),  # groups of 1: every token is quantized at once
+    TIES_SCENARIO,
 ]
+TIES = torch.tensor([[0.0, 0.5, 3.0, 1.5], [0.5, 3.0, 1.5, 0.0], [3.0, 1.5, 0.0, 0.5], [1.5, 0.0, 0.5, 3.0]])  # (tokens, head_dim)
 
 
 def _scenario_tokens(scenario, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,6 +157,8 @@ def _scenario_tokens(scenario, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     k = outlier_keys(gen, shape) if head_dim >= 48 else plain_values(gen, shape) + torch.linspace(-3, 3, head_dim)
     k[..., 0, :] = 0.0  # an all-zero token in the first group: constant channels
     v = plain_values(gen, shape) * 2
+    if scenario == TIES_SCENARIO:
+        k[...] = v[...] = TIES.repeat(2, 1)
     if head_dim == 8 and bits == 4 and prompt + steps >= 8:  # the first 8 tokens next to the ties of 4-bit steps, along both axes
         k[..., :8, :] = v[..., :8, :] = dict(edge_tensors())["next to a tie (scale 1/15 at 4 bits)"]
     return k, v
@@ -176,17 +183,18 @@ def _run_cache(module, scenario, k: torch.Tensor, v: torch.Tensor) -> list:
 
 
 @check("QuantizedKVCache", points=4)
-def test_quantized_kv_cache_matches_reference(lab, oracle, rng, seed):
-    scenarios = list(EDGE_SCENARIOS)
-    for _ in range(4):
+def test_quantized_kv_cache_matches_reference(lab, oracle, rng, seed, cases):
+    rejected = [(1, 1, 6, 2, 4, 1, torch.float32, 2, 1), (1, 1, 4, True, 4, 1, torch.float32, 2, 1), (1, 1, 4, 2, 4, -1, torch.float32, 2, 1)]
+    edges = [(scenario, index) for index, scenario in enumerate(EDGE_SCENARIOS + rejected)]  # (scenario, the seed of its tokens)
+    randoms = []
+    for index in range(4):
         group_size = rng.choice([1, 2, 4, 8, 16])
         head_dim = group_size * rng.randint(1, 6)
-        scenarios.append((rng.randint(1, 2), rng.randint(1, 3), head_dim, rng.choice([2, 4, 8]), group_size, rng.choice([0, 1, 5, 16]),
-                          rng.choice([torch.float32, F16, BF16]), rng.randint(1, 40), rng.randint(1, 40)))
-    scenarios += [(1, 1, 6, 2, 4, 1, torch.float32, 2, 1), (1, 1, 4, True, 4, 1, torch.float32, 2, 1), (1, 1, 4, 2, 4, -1, torch.float32, 2, 1)]
+        randoms.append(((rng.randint(1, 2), rng.randint(1, 3), head_dim, rng.choice([2, 4, 8]), group_size, rng.choice([0, 1, 5, 16]),
+                         rng.choice([torch.float32, F16, BF16]), rng.randint(1, 40), rng.randint(1, 40)), seed + len(EDGE_SCENARIOS) + index))
     valid = 0
-    for index, scenario in enumerate(scenarios):
-        k, v = _scenario_tokens(scenario, index if index < len(EDGE_SCENARIOS) else seed + index)
+    for scenario, tokens_seed in cases(edges, randoms):
+        k, v = _scenario_tokens(scenario, tokens_seed)
         what = f"QuantizedKVCache{tuple(str(field) for field in scenario[:7])}, prefill({scenario[7]}) and {scenario[8]} appends"
         mine, theirs = _run_cache(lab.kv_quant, scenario, k, v), _run_cache(oracle.kv_quant, scenario, k, v)
         for step, (a, b) in enumerate(zip(mine, theirs)):
