@@ -88,15 +88,16 @@ def test_blocks_needed_matches_reference(lab, oracle, rng):
 
 
 @check("paged_kv_bytes", points=2)
-def test_paged_kv_bytes_matches_reference(lab, oracle, rng):
+def test_paged_kv_bytes_matches_reference(lab, oracle, rng, cases):
     kv, ref = lab.kv_cache, oracle.kv_cache
-    cases = [(model, tokens, batch, block) for model in FIXED for tokens in _token_counts(model) + [16, 17] for batch in (1, 2) for block in (1, 16, 64)]
-    cases += [(LLAMA, tokens, 1, 16) for tokens in (-1, 2.0, True)] + [(LLAMA, 10, batch, 16) for batch in (0, True)] + [(LLAMA, 10, 1, block) for block in (0, 16.0, True)]
+    edges = [(model, tokens, batch, block) for model in FIXED for tokens in _token_counts(model) + [16, 17] for batch in (1, 2) for block in (1, 16, 64)]
+    edges += [(LLAMA, tokens, 1, 16) for tokens in (-1, 2.0, True)] + [(LLAMA, 10, batch, 16) for batch in (0, True)] + [(LLAMA, 10, 1, block) for block in (0, 16.0, True)]
+    randoms = []
     for _ in range(CASES):
         model = random_kv_model(rng)
         tokens = _maybe_bad(rng, rng.choice([0, 1, rng.randint(1, 20000)]), [-1])
-        cases.append((model, tokens, _maybe_bad(rng, rng.randint(1, 16), [0]), _maybe_bad(rng, rng.choice([1, 16, 32, rng.randint(1, 300)]), [0, 16.0])))
-    for model, tokens, batch, block in cases:
+        randoms.append((model, tokens, _maybe_bad(rng, rng.randint(1, 16), [0]), _maybe_bad(rng, rng.choice([1, 16, 32, rng.randint(1, 300)]), [0, 16.0])))
+    for model, tokens, batch, block in cases(edges, randoms):
         _agree(
             lambda: kv.paged_kv_bytes(model, tokens, batch, block), lambda: ref.paged_kv_bytes(model, tokens, batch, block),
             f"paged_kv_bytes({describe(model)}, tokens={tokens!r}, batch={batch!r}, block_size={block!r})",
@@ -114,22 +115,23 @@ def _rounding_boundaries(ref, model):
 
 
 @check("max_concurrent_sequences", points=2)
-def test_max_concurrent_sequences_matches_reference(lab, oracle, rng):
+def test_max_concurrent_sequences_matches_reference(lab, oracle, rng, cases):
     kv, ref = lab.kv_cache, oracle.kv_cache
-    cases = [(model, call) for model in FIXED for call in _rounding_boundaries(ref, model)]
-    cases += [(LLAMA, (80 * GIB, weights, 8192, 16, 0.9, size)) for weights in (8_030_261_248 * 2, 8_030_261_248 // 2) for size in (1, 2)]
-    cases += [(LLAMA, (80 * GIB, 16 * 10**9, 8192, 16, utilization, 2)) for utilization in (1, 1.0, 0.5, 0.0, 1.01, -0.5, True, "0.9", None)]
-    cases += [(LLAMA, (80 * GIB, 0, 8192, 16, 0.0, 2))]
+    edges = [(model, call) for model in FIXED for call in _rounding_boundaries(ref, model)]
+    edges += [(LLAMA, (80 * GIB, weights, 8192, 16, 0.9, size)) for weights in (8_030_261_248 * 2, 8_030_261_248 // 2) for size in (1, 2)]
+    edges += [(LLAMA, (80 * GIB, 16 * 10**9, 8192, 16, utilization, 2)) for utilization in (1, 1.0, 0.5, 0.0, 1.01, -0.5, True, "0.9", None)]
+    edges += [(LLAMA, (80 * GIB, 0, 8192, 16, 0.0, 2))]
     good = [80 * GIB, 16 * 10**9, 8192, 16, 0.9, 2]
     for position, bads in enumerate(([0, True, 80.0 * GIB], [-1, True, 1.6e10], [0, True, 8192.0], [0, True, 16.0], [], [0, True])):
-        cases += [(LLAMA, tuple(good[:position] + [bad] + good[position + 1 :])) for bad in bads]
+        edges += [(LLAMA, tuple(good[:position] + [bad] + good[position + 1 :])) for bad in bads]
+    randoms = []
     for _ in range(CASES):
         model = random_kv_model(rng)
         gpu = rng.choice([16, 24, 40, 80, 141]) * GIB + rng.randint(0, 2**20)
         weights = rng.randint(0, int(gpu * 1.1))
         utilization = _maybe_bad(rng, rng.choice([0.5, 0.8, 0.9, 0.95, 1.0]), [0.0, 1.01, -0.5])
-        cases.append((model, (gpu, weights, rng.randint(1, 30000), rng.choice([8, 16, 32]), utilization, rng.choice([1, 2]))))
-    for model, call in cases:
+        randoms.append((model, (gpu, weights, rng.randint(1, 30000), rng.choice([8, 16, 32]), utilization, rng.choice([1, 2]))))
+    for model, call in cases(edges, randoms):
         gpu, weights, tokens, block, utilization, size = call
         _agree(
             lambda: kv.max_concurrent_sequences(model, *call), lambda: ref.max_concurrent_sequences(model, *call),

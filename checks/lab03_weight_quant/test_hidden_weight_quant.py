@@ -36,6 +36,11 @@ def _same(actual, expected, what: str) -> None:
 def _cases(rng, seed: int, count: int = CASES):
     """The edge cases, then ``count`` random ``(case, w)`` drawn from the run's seed."""
     yield from edge_cases()
+    yield from _random_cases(rng, seed, count)
+
+
+def _random_cases(rng, seed: int, count: int = CASES):
+    """``count`` random ``(case, w)`` drawn from the run's seed, one at a time."""
     for i in range(count):
         case = random_case(rng)
         yield case, random_weight(torch_generator(seed + i), case["out_features"], case["in_features"], case["dtype"], std=rng.choice([0.02, 0.05, 1.0, 30.0]))
@@ -52,8 +57,8 @@ def _pair(result, what: str) -> tuple:
 
 
 @check("choose_qparams", points=3)
-def test_choose_qparams_matches_reference(lab, oracle, rng, seed):
-    for case, w in _cases(rng, seed):
+def test_choose_qparams_matches_reference(lab, oracle, rng, seed, cases):
+    for case, w in cases(edge_cases(), _random_cases(rng, seed)):
         what = f"choose_qparams({describe_case(case)})"
         scale, zero_point = _pair(lab.weight_quant.choose_qparams(*_args(case, w)), what)
         ref_scale, ref_zero = oracle.weight_quant.choose_qparams(*_args(case, w))
@@ -62,24 +67,24 @@ def test_choose_qparams_matches_reference(lab, oracle, rng, seed):
 
 
 @check("quantize", points=2)
-def test_quantize_matches_reference(lab, oracle, rng, seed):
-    for case, w in _cases(rng, seed):
+def test_quantize_matches_reference(lab, oracle, rng, seed, cases):
+    for case, w in cases(edge_cases(), _random_cases(rng, seed)):
         scale, zero_point = oracle.weight_quant.choose_qparams(*_args(case, w))
         codes = lab.weight_quant.quantize(w, scale, zero_point, case["bits"])
         _same(codes, oracle.weight_quant.quantize(w, scale, zero_point, case["bits"]), f"quantize codes ({describe_case(case)})")
 
 
 @check("dequantize", points=1)
-def test_dequantize_matches_reference(lab, oracle, rng, seed):
-    for case, w in _cases(rng, seed):
+def test_dequantize_matches_reference(lab, oracle, rng, seed, cases):
+    for case, w in cases(edge_cases(), _random_cases(rng, seed)):
         ref = oracle.weight_quant.quantize_weight(*_args(case, w))
         got = lab.weight_quant.dequantize(ref.qdata, ref.scale, ref.zero_point)
         _same(got, oracle.weight_quant.dequantize(ref.qdata, ref.scale, ref.zero_point), f"dequantize, float32 (q - zero_point) × scale ({describe_case(case)})")
 
 
 @check("quantize_weight", points=3)
-def test_quantize_weight_matches_reference(lab, oracle, rng, seed):
-    for case, w in _cases(rng, seed):
+def test_quantize_weight_matches_reference(lab, oracle, rng, seed, cases):
+    for case, w in cases(edge_cases(), _random_cases(rng, seed)):
         qw, ref = lab.weight_quant.quantize_weight(*_args(case, w)), oracle.weight_quant.quantize_weight(*_args(case, w))
         what = f"quantize_weight({describe_case(case)})"
         _same(qw.qdata, ref.qdata, f"{what}.qdata")
@@ -89,8 +94,8 @@ def test_quantize_weight_matches_reference(lab, oracle, rng, seed):
 
 
 @check("dequantize_weight", points=1)
-def test_dequantize_weight_matches_reference(lab, oracle, rng, seed):
-    for case, w in _cases(rng, seed, CASES // 2):
+def test_dequantize_weight_matches_reference(lab, oracle, rng, seed, cases):
+    for case, w in cases(edge_cases(), _random_cases(rng, seed, CASES // 2)):
         ref = oracle.weight_quant.quantize_weight(*_args(case, w))
         qw = lab.weight_quant.QuantizedWeight(ref.qdata, ref.scale, ref.zero_point, ref.bits, ref.group_size)
         _same(lab.weight_quant.dequantize_weight(qw), oracle.weight_quant.dequantize_weight(ref), f"dequantize_weight ({describe_case(case)})")

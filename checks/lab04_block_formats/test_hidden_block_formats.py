@@ -251,18 +251,23 @@ def nf4_edge_inputs() -> list[tuple[np.ndarray, int]]:
     ]
 
 
+def _nf4_random_inputs(np_rng: np.random.Generator) -> list[tuple[np.ndarray, int]]:
+    """Four random weight arrays, each with exact ties and an absmax of 1 in its first block, and their block sizes."""
+    inputs = []
+    for _ in range(4):
+        block_size = int(np_rng.choice([32, 64, 128, 256]))
+        shape = random_shape(np_rng, multiple=block_size)
+        x = random_weights(np_rng, int(np.prod(shape[:-1])), shape[-1]).reshape(shape)
+        x.reshape(-1)[: 3 * block_size : 7] = np.float32(0.5)  # exact ties are likely once absmax is 1 ...
+        x.reshape(-1)[block_size // 2] = np.float32(1.0)  # ... so make it 1 in the first block
+        inputs.append((x, block_size))
+    return inputs
+
+
 @check("quantize_nf4", points=4)
-def test_nf4_matches_reference_on_edges_then_random_weights(lab, oracle, seed):
-    cases = nf4_edge_inputs()
-    for np_rng in fixed_then_seeded(seed):
-        for _ in range(4):
-            block_size = int(np_rng.choice([32, 64, 128, 256]))
-            shape = random_shape(np_rng, multiple=block_size)
-            x = random_weights(np_rng, int(np.prod(shape[:-1])), shape[-1]).reshape(shape)
-            x.reshape(-1)[: 3 * block_size : 7] = np.float32(0.5)  # exact ties are likely once absmax is 1 ...
-            x.reshape(-1)[block_size // 2] = np.float32(1.0)  # ... so make it 1 in the first block
-            cases.append((x, block_size))
-    for x, block_size in cases:
+def test_nf4_matches_reference_on_edges_then_random_weights(lab, oracle, seed, cases):
+    edges = nf4_edge_inputs() + [case for fixed in FIXED_SEEDS for case in _nf4_random_inputs(np.random.default_rng(fixed))]
+    for x, block_size in cases(edges, _nf4_random_inputs(np.random.default_rng(seed))):
         what = f"quantize_nf4 of a {x.dtype} {x.shape} array with block_size={block_size}"
         agree(lambda: lab.block_formats.quantize_nf4(x, block_size), lambda: oracle.block_formats.quantize_nf4(x, block_size), what, _nf4_compare)
 

@@ -194,12 +194,12 @@ def test_apply_smoothing_matches_reference(lab, oracle, rng, seed):
 
 
 @check("smoothquant_linear", points=2)
-def test_smoothquant_linear_matches_reference(lab, oracle, rng, seed):
+def test_smoothquant_linear_matches_reference(lab, oracle, rng, seed, cases):
     valid = 0
     # alpha 0.5 throughout: smooth_scales' own check covers the other strengths.
-    cases = [(name, x, _weight_for(x, i if _edge(i) else seed + i, 7 if _edge(i) else rng.randint(1, 12)), 0.5) for i, (name, x) in enumerate(_cases(rng, seed))]
-    cases += [("alpha=1.5", torch.ones(2, 2), torch.ones(2, 2), 1.5)]
-    for name, x, w, alpha in cases:
+    built = [(name, x, _weight_for(x, i if _edge(i) else seed + i, 7 if _edge(i) else rng.randint(1, 12)), 0.5) for i, (name, x) in enumerate(_cases(rng, seed))]
+    edges = built[:EDGE_CASES] + [("alpha=1.5", torch.ones(2, 2), torch.ones(2, 2), 1.5)]
+    for name, x, w, alpha in cases(edges, built[EDGE_CASES:]):
         what = f"smoothquant_linear({name}, weight {tuple(w.shape)}, alpha={alpha})"
 
         def same(mine, theirs, what=what, x=x, w=w, alpha=alpha):
@@ -218,13 +218,15 @@ def test_smoothquant_linear_matches_reference(lab, oracle, rng, seed):
 
 
 @check("llm_int8_linear", points=3)
-def test_llm_int8_linear_matches_reference(lab, oracle, rng, seed):
+def test_llm_int8_linear_matches_reference(lab, oracle, rng, seed, cases):
     valid = 0
-    cases = [(name, x, _weight_for(x, i if _edge(i) else seed + i, 7 if _edge(i) else rng.randint(1, 9)), 6.0 if _edge(i) else rng.choice([6.0, 1.0, 0.5, 100.0]))
+    built = [(name, x, _weight_for(x, i if _edge(i) else seed + i, 7 if _edge(i) else rng.randint(1, 9)), 6.0 if _edge(i) else rng.choice([6.0, 1.0, 0.5, 100.0]))
              for i, (name, x) in enumerate(_cases(rng, seed))]
-    cases += [("a value exactly at the threshold", T([[6.0, 1.0], [-5.99, 2.0]]), T([[1.0, 1.0]]), 6.0), ("threshold=0", torch.ones(2, 2), torch.ones(1, 2), 0.0),
-              ("threshold=True", torch.ones(2, 2), torch.ones(1, 2), True)]
-    for name, x, w, threshold in cases:
+    edges = built[:EDGE_CASES] + [
+        ("a value exactly at the threshold", T([[6.0, 1.0], [-5.99, 2.0]]), T([[1.0, 1.0]]), 6.0), ("threshold=0", torch.ones(2, 2), torch.ones(1, 2), 0.0),
+        ("threshold=True", torch.ones(2, 2), torch.ones(1, 2), True),
+    ]
+    for name, x, w, threshold in cases(edges, built[EDGE_CASES:]):
         what = f"llm_int8_linear({name}, weight {tuple(w.shape)}, threshold={threshold!r})"
 
         def same(mine, theirs, what=what, x=x, w=w):

@@ -188,11 +188,11 @@ def _random_model(rng: random.Random, sliding: bool = False) -> ModelConfig:
 
 
 @check("risk", points=1)
-def test_risk_matches_reference(lab, oracle, rng):
+def test_risk_matches_reference(lab, oracle, rng, cases):
     qp, ref = lab.quantization_plan, oracle.quantization_plan
     as_data = lambda r: (r.target.value, r.site.value, r.mechanism.value, r.mitigation.value, r.severity)  # noqa: E731
     pairs = _Pairs(qp, ref)
-    for fields in EDGE_PLANS + [_random_fields(rng) for _ in range(CASES)]:
+    for fields in cases(EDGE_PLANS, [_random_fields(rng) for _ in range(CASES)]):
         mine, theirs = pairs.plans(fields)
         same_outcome(outcome(lambda: as_data(qp.risk(mine))), outcome(lambda: as_data(ref.risk(theirs))), f"risk({_plan_text(fields)}) as (target, site, mechanism, mitigation, severity)")
 
@@ -213,14 +213,14 @@ def test_describe_matches_reference(lab, oracle, rng, cases):
 
 
 @check("kernel_path", points=2)
-def test_kernel_path_matches_reference_for_every_backend(lab, oracle, rng):
+def test_kernel_path_matches_reference_for_every_backend(lab, oracle, rng, cases):
     qp, ref = lab.quantization_plan, oracle.quantization_plan
     formats = [(2, "int"), (4, "int"), (8, "int"), (8, "fp8")]
     edges = [((target, bits, group, 16, 0, fmt), backend) for target in TARGETS for bits, fmt in formats for group in (None, -1) for backend in ref.BACKENDS + ("tensorrt", "VLLM")]
     randoms = [(_random_fields(rng), rng.choice(ref.BACKENDS)) for _ in range(CASES)]
     as_data = lambda p: (p.backend, p.kernel, p.speedup, type(p.reason) is str and bool(p.reason.strip()))  # noqa: E731
     pairs = _Pairs(qp, ref)
-    for fields, backend in edges + randoms:
+    for fields, backend in cases(edges, randoms):
         mine, theirs = pairs.plans(fields)
         expected = outcome(lambda: as_data(ref.kernel_path(theirs, backend)))
         actual = outcome(lambda: as_data(qp.kernel_path(mine, backend)))
@@ -228,7 +228,7 @@ def test_kernel_path_matches_reference_for_every_backend(lab, oracle, rng):
 
 
 @check("compare_plans", points=2)
-def test_compare_plans_matches_reference(lab, oracle, rng):
+def test_compare_plans_matches_reference(lab, oracle, rng, cases):
     qp, ref = lab.quantization_plan, oracle.quantization_plan
     llama = preset("llama-3-8b")
     fixed = [("weights", 8, None, 16, 0, "int"), ("weights", 4, 128, 16, 8, "int"), ("kv_cache", 8, None, 16, 0, "int"), ("kv_cache", 8, -1, 16, 0, "fp8"), ("activations", 2, -1, 32, 0, "int")]
@@ -243,7 +243,7 @@ def test_compare_plans_matches_reference(lab, oracle, rng):
         randoms.append((model, drawn, (rng.randint(1, 8), rng.randint(1, 8192)), rng.choice(ref.BACKENDS)))
     as_data = lambda rows: [(r.label, r.saved_bytes, r.kernel, r.speedup, r.severity) for r in rows]  # noqa: E731
     built = _Pairs(qp, ref)
-    for model, plans, (batch, context), backend in edges + randoms:
+    for model, plans, (batch, context), backend in cases(edges, randoms):
         pairs = [built.plans(fields) for fields in plans]
         my_workload, their_workload = built.workloads(batch, context)
         expected = outcome(lambda: as_data(ref.compare_plans([p for _, p in pairs], model, their_workload, backend)))
