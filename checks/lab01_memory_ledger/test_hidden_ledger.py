@@ -65,8 +65,15 @@ def _fixed_models() -> tuple[ModelConfig, ...]:
 
 def _models(rng, family):
     """The fixed models (of this family when one is given: MLA models count as deepseek), then random ones."""
-    fixed = [m for m in _fixed_models() if family is None or _family(m) == family]
-    return fixed + [random_model(rng, family) for _ in range(CASES)]
+    return _fixed_of(family) + _random_models(rng, family)
+
+
+def _fixed_of(family) -> list[ModelConfig]:
+    return [m for m in _fixed_models() if family is None or _family(m) == family]
+
+
+def _random_models(rng, family) -> list[ModelConfig]:
+    return [random_model(rng, family) for _ in range(CASES)]
 
 
 def _family(model: ModelConfig) -> str:
@@ -75,8 +82,8 @@ def _family(model: ModelConfig) -> str:
 
 @check("attention_parameters", points=2)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_attention_parameters_match_reference(lab, oracle, rng, family):
-    for model in _models(rng, family):
+def test_attention_parameters_match_reference(lab, oracle, rng, family, cases):
+    for model in cases(_fixed_of(family), _random_models(rng, family)):
         expected, actual = outcome(lambda: oracle.ledger.attention_parameters(model)), outcome(lambda: lab.ledger.attention_parameters(model))
         assert _same(actual, expected), _fail(f"attention_parameters({describe(model)})", actual, expected)
 
@@ -102,27 +109,26 @@ def _breakdown(ledger, model):
 
 @check("parameter_breakdown", points=3)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_parameter_breakdown_matches_reference(lab, oracle, rng, family):
-    for model in _models(rng, family):
+def test_parameter_breakdown_matches_reference(lab, oracle, rng, family, cases):
+    for model in cases(_fixed_of(family), _random_models(rng, family)):
         expected, actual = outcome(lambda: _breakdown(oracle.ledger, model)), outcome(lambda: _breakdown(lab.ledger, model))
         assert _same(actual, expected), _fail(f"parameter_breakdown({describe(model)}) as {FIELDS}", actual, expected)
 
 
 @check("active_parameters", points=2)
 @pytest.mark.parametrize("family", ["mixtral", "deepseek", "llama"])
-def test_active_parameters_match_reference(lab, oracle, rng, family):
-    for model in _models(rng, family):
+def test_active_parameters_match_reference(lab, oracle, rng, family, cases):
+    for model in cases(_fixed_of(family), _random_models(rng, family)):
         expected, actual = outcome(lambda: oracle.ledger.active_parameters(model)), outcome(lambda: lab.ledger.active_parameters(model))
         assert _same(actual, expected), _fail(f"active_parameters({describe(model)})", actual, expected)
 
 
 @check("weight_bytes", points=1)
-def test_weight_bytes_match_reference(lab, oracle, rng):
+def test_weight_bytes_match_reference(lab, oracle, rng, cases):
     dtypes = list(oracle.ledger.BITS_PER_PARAMETER)
     bad = ["fp4", "float32", "int2", "BF16", ""]
-    cases = [(model, dtype) for model in _fixed_models() for dtype in dtypes] + [(preset("gpt2"), dtype) for dtype in bad]
-    cases += [(random_model(rng), rng.choice(dtypes + bad)) for _ in range(CASES)]
-    for model, dtype in cases:
+    edges = [(model, dtype) for model in _fixed_models() for dtype in dtypes] + [(preset("gpt2"), dtype) for dtype in bad]
+    for model, dtype in cases(edges, [(random_model(rng), rng.choice(dtypes + bad)) for _ in range(CASES)]):
         expected = outcome(lambda: oracle.ledger.weight_bytes(model, dtype))
         actual = outcome(lambda: lab.ledger.weight_bytes(model, dtype))
         assert _same(actual, expected), _fail(f"weight_bytes({describe(model)}, {dtype!r})", actual, expected)

@@ -53,11 +53,11 @@ def _edge(index: int) -> bool:
 
 
 @check("quantize_per_token", points=3)
-def test_quantize_per_token_matches_reference(lab, oracle, rng, seed):
+def test_quantize_per_token_matches_reference(lab, oracle, rng, seed, cases):
     bad = [("NaN", T([[1.0, float("nan")]]), 8), ("bits=True", torch.ones(2, 3), True), ("bits=9", torch.ones(2, 3), 9), ("int32 x", torch.ones(2, dtype=torch.int32), 8)]
-    cases = [(name, x, bits) for i, (name, x) in enumerate(_cases(rng, seed)) for bits in (8, 4 if _edge(i) else rng.choice([2, 3, 5, 6, 7]))] + bad
+    built = [(name, x, bits) for i, (name, x) in enumerate(_cases(rng, seed)) for bits in (8, 4 if _edge(i) else rng.choice([2, 3, 5, 6, 7]))]
     valid = 0
-    for name, x, bits in cases:
+    for name, x, bits in cases(built[: 2 * EDGE_CASES] + bad, built[2 * EDGE_CASES :]):
         what = f"quantize_per_token({name}, bits={bits!r})"
 
         def same(mine, theirs, what=what):
@@ -145,11 +145,11 @@ def _rescaled(mine, theirs, what: str) -> None:
 
 
 @check("w8a8_linear", points=3)
-def test_w8a8_linear_matches_reference(lab, oracle, rng, seed):
+def test_w8a8_linear_matches_reference(lab, oracle, rng, seed, cases):
     valid = 0
-    cases = [(name, x, _weight_for(x, i if _edge(i) else seed + i, 7 if _edge(i) else rng.choice([1, 5, 8]))) for i, (name, x) in enumerate(_cases(rng, seed))]
-    cases += [("weight of the wrong width", torch.ones(2, 4), torch.ones(3, 5)), ("NaN weight", torch.ones(2, 2), T([[1.0, float("nan")]]))]
-    for name, x, w in cases:
+    built = [(name, x, _weight_for(x, i if _edge(i) else seed + i, 7 if _edge(i) else rng.choice([1, 5, 8]))) for i, (name, x) in enumerate(_cases(rng, seed))]
+    bad = [("weight of the wrong width", torch.ones(2, 4), torch.ones(3, 5)), ("NaN weight", torch.ones(2, 2), T([[1.0, float("nan")]]))]
+    for name, x, w in cases(built[:EDGE_CASES] + bad, built[EDGE_CASES:]):
         what = f"w8a8_linear({name}, weight {tuple(w.shape)})"
         valid += same_outcome(outcome(lambda: lab.activation_quant.w8a8_linear(x, w)), outcome(lambda: oracle.activation_quant.w8a8_linear(x, w)), what,
                         lambda mine, theirs, what=what: _rescaled(mine, theirs, what))
@@ -157,15 +157,15 @@ def test_w8a8_linear_matches_reference(lab, oracle, rng, seed):
 
 
 @check("smooth_scales", points=2)
-def test_smooth_scales_matches_reference(lab, oracle, rng, seed):
+def test_smooth_scales_matches_reference(lab, oracle, rng, seed, cases):
     valid = 0
-    cases = [(name, x, _weight_for(x, i if _edge(i) else seed + i, 7 if _edge(i) else rng.randint(1, 9)), alpha)
+    built = [(name, x, _weight_for(x, i if _edge(i) else seed + i, 7 if _edge(i) else rng.randint(1, 9)), alpha)
              for i, (name, x) in enumerate(_cases(rng, seed)) for alpha in (0.5, 0.8 if _edge(i) else rng.choice([0.0, 0.25, 0.75, 1.0]))]
     zero_channel = torch.ones(3, 4)
     zero_channel[:, 1] = 0.0
-    cases += [("an all-zero channel and weight column", zero_channel, zero_channel[:2], 0.5), ("alpha=2", torch.ones(2, 2), torch.ones(2, 2), 2.0),
-              ("alpha=True", torch.ones(2, 2), torch.ones(2, 2), True)]
-    for name, x, w, alpha in cases:
+    bad = [("an all-zero channel and weight column", zero_channel, zero_channel[:2], 0.5), ("alpha=2", torch.ones(2, 2), torch.ones(2, 2), 2.0),
+           ("alpha=True", torch.ones(2, 2), torch.ones(2, 2), True)]
+    for name, x, w, alpha in cases(built[: 2 * EDGE_CASES] + bad, built[2 * EDGE_CASES :]):
         what = f"smooth_scales({name}, weight {tuple(w.shape)}, alpha={alpha!r})"
         valid += same_outcome(outcome(lambda: lab.activation_quant.smooth_scales(x, w, alpha)), outcome(lambda: oracle.activation_quant.smooth_scales(x, w, alpha)), what,
                         lambda mine, theirs, what=what: assert_tensor_close(mine, theirs, what, atol=0.0, rtol=POW_RELATIVE,

@@ -64,17 +64,17 @@ def _edge(index: int) -> bool:
 
 
 @check("quantize_groups", points=3)
-def test_quantize_groups_matches_reference(lab, oracle, rng, seed):
+def test_quantize_groups_matches_reference(lab, oracle, rng, seed, cases):
     calls = []
     for i, (name, x) in enumerate(_cases(rng, seed)):
         for axis in (-1, -2):
             group_size = 4 if _edge(i) else rng.choice([1, 2, 4])
             bits = (2, 4, 8)[i % 3] if _edge(i) else rng.choice([2, 4, 8])
             calls.append((name, x, bits, group_size, axis))
-    calls += [("bits=3", torch.ones(8), 3, 4, -1), ("bits=True", torch.ones(8), True, 4, -1), ("10 in groups of 4", torch.ones(10), 2, 4, -1),
-              ("axis=True", torch.ones(4, 4), 2, 4, True), ("NaN", T([1.0, float("nan")]), 2, 2, -1), ("group_size=0", torch.ones(4), 2, 0, -1)]
+    bad = [("bits=3", torch.ones(8), 3, 4, -1), ("bits=True", torch.ones(8), True, 4, -1), ("10 in groups of 4", torch.ones(10), 2, 4, -1),
+           ("axis=True", torch.ones(4, 4), 2, 4, True), ("NaN", T([1.0, float("nan")]), 2, 2, -1), ("group_size=0", torch.ones(4), 2, 0, -1)]
     valid = 0
-    for name, x, bits, group_size, axis in calls:
+    for name, x, bits, group_size, axis in cases(calls[: 2 * EDGE_CASES] + bad, calls[2 * EDGE_CASES :]):
         what = f"quantize_groups({name}, bits={bits!r}, group_size={group_size}, axis={axis!r})"
         valid += same_outcome(outcome(lambda: lab.kv_quant.quantize_groups(x, bits, group_size, axis)),
                         outcome(lambda: oracle.kv_quant.quantize_groups(x, bits, group_size, axis)), what, lambda m, t, what=what: TRIPLE(m, t, what))
@@ -105,19 +105,20 @@ def test_dequantize_groups_matches_reference(lab, oracle, rng, seed):
     assert valid, "no valid input was accepted"
 
 
-def _kv_calls(rng: random.Random, seed: int) -> list[tuple[str, torch.Tensor, int, int]]:
+def _kv_calls(rng: random.Random, seed: int) -> tuple[list, list]:
+    """``(edges, randoms)``: calls ``(name, tensor, bits, group_size)`` on the edge cases and the bad inputs, then on the random tensors."""
     calls = []
     for i, (name, x) in enumerate(_cases(rng, seed)):
         calls.append((name, x, 4 if _edge(i) else 2, 4))
         calls.append((name, x, (4, 8, 2)[i % 3] if _edge(i) else rng.choice([2, 4, 8]), 8 if _edge(i) else rng.choice([1, 2, 4])))
-    calls += [("a 1-D tensor", torch.ones(8), 2, 4), ("6 tokens, head_dim 6, groups of 4", torch.ones(6, 6), 2, 4), ("NaN", T([[float("nan"), 1.0]]), 2, 1)]
-    return calls
+    bad = [("a 1-D tensor", torch.ones(8), 2, 4), ("6 tokens, head_dim 6, groups of 4", torch.ones(6, 6), 2, 4), ("NaN", T([[float("nan"), 1.0]]), 2, 1)]
+    return calls[: 2 * EDGE_CASES] + bad, calls[2 * EDGE_CASES :]
 
 
 @check("quantize_keys", points=2)
-def test_quantize_keys_matches_reference(lab, oracle, rng, seed):
+def test_quantize_keys_matches_reference(lab, oracle, rng, seed, cases):
     valid = 0
-    for name, k, bits, group_size in _kv_calls(rng, seed):
+    for name, k, bits, group_size in cases(*_kv_calls(rng, seed)):
         what = f"quantize_keys({name}, bits={bits}, group_size={group_size})"
         valid += same_outcome(outcome(lambda: lab.kv_quant.quantize_keys(k, bits, group_size)), outcome(lambda: oracle.kv_quant.quantize_keys(k, bits, group_size)),
                         what, lambda m, t, what=what: TRIPLE(m, t, what))
@@ -125,9 +126,9 @@ def test_quantize_keys_matches_reference(lab, oracle, rng, seed):
 
 
 @check("quantize_values", points=2)
-def test_quantize_values_matches_reference(lab, oracle, rng, seed):
+def test_quantize_values_matches_reference(lab, oracle, rng, seed, cases):
     valid = 0
-    for name, v, bits, group_size in _kv_calls(rng, seed):
+    for name, v, bits, group_size in cases(*_kv_calls(rng, seed)):
         what = f"quantize_values({name}, bits={bits}, group_size={group_size})"
         valid += same_outcome(outcome(lambda: lab.kv_quant.quantize_values(v, bits, group_size)), outcome(lambda: oracle.kv_quant.quantize_values(v, bits, group_size)),
                         what, lambda m, t, what=what: TRIPLE(m, t, what))
