@@ -7,8 +7,8 @@ every seed, so a grade never depends on the seed) and on random inputs drawn fro
         ...  # one comparison; the case alone decides what it does
 
 :class:`Cases` yields ``edges``, then ``randoms``, and notes how far the check got: :attr:`entered`
-once it hands out the first case, :attr:`edges_done` once the check asks for the case after the
-last edge (every edge case ran without failing).
+once the check starts its loop, :attr:`edges_done` once it asks for the case after the last edge
+(every edge case ran without failing).
 
 A sweep (:mod:`infralens.sweep`) runs each hidden check against one tree once per seed, and the edge
 cases do exactly the same thing under every seed. So it keeps what the first seed showed: a check

@@ -1,7 +1,8 @@
 """Invariants every lab keeps, discovered from checks/: its checks fail on the starter and pass on
 the solution, catch every mutant with a public check and give it a seed-independent hidden verdict,
 pay nothing for rejecting everything or for empty tensors; starter and solution share one API, the
-starter is a real exercise, and the lab has a reading guide and hints.
+starter is a real exercise, the lab has a reading guide and hints, and no edge case a check hands
+to ``cases`` reads the seed.
 
 The runs of a lab's checks come from one pytest session per lab (``conftest.sweep_lab``); its
 tests share an xdist group so that session runs once.
@@ -183,3 +184,23 @@ def test_public_checks_hold_no_oracle(lab_folder):
         assert not uses, f"{check_file.name}: public checks may not use the reference (oracle): {uses}"
         imports = [ast.unparse(node) for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)) and ("solutions" in ast.unparse(node) or "exercises" in ast.unparse(node))]
         assert not imports, f"{check_file.name}: checks reach learner code through the lab fixture only, found {imports}"
+
+
+def _loops_over_cases(tree: ast.AST):
+    """Every ``for ... in cases(edges, randoms)`` loop of a check module."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.For) and isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name) and node.iter.func.id == "cases":
+            yield node
+
+
+@pytest.mark.parametrize("lab_folder", LABS)
+def test_edge_cases_never_depend_on_the_seed(lab_folder):
+    """A sweep runs a check's edge cases under the first seed only (infralens.cases): the edges passed to
+    ``cases`` and the loop's body must not read ``rng`` or ``seed``, and the loop must visit every case."""
+    for check_file in sorted((REPO / "checks" / lab_folder).glob("test_*.py")):
+        for loop in _loops_over_cases(lab_sources.parse(check_file)):
+            where = f"{check_file.name}:{loop.lineno}"
+            assert len(loop.iter.args) == 2 and not loop.iter.keywords, f"{where}: call it as cases(edges, randoms)"
+            seeded = {node.id for part in (loop.iter.args[0], *loop.body) for node in ast.walk(part) if isinstance(node, ast.Name)} & {"rng", "seed"}
+            assert not seeded, f"{where}: the edge cases or the loop's body read {sorted(seeded)}; draw random inputs into `randoms` only"
+            assert not any(isinstance(node, ast.Break) for part in loop.body for node in ast.walk(part)), f"{where}: a loop over cases(...) visits every case (no break)"

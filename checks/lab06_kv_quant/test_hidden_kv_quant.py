@@ -117,8 +117,8 @@ def _kv_calls(rng: random.Random, seed: int) -> tuple[list, list]:
 
 @check("quantize_keys", points=2)
 def test_quantize_keys_matches_reference(lab, oracle, rng, seed, cases):
-    valid = 0
-    for name, k, bits, group_size in cases(*_kv_calls(rng, seed)):
+    valid, (edges, randoms) = 0, _kv_calls(rng, seed)
+    for name, k, bits, group_size in cases(edges, randoms):
         what = f"quantize_keys({name}, bits={bits}, group_size={group_size})"
         valid += same_outcome(outcome(lambda: lab.kv_quant.quantize_keys(k, bits, group_size)), outcome(lambda: oracle.kv_quant.quantize_keys(k, bits, group_size)),
                         what, lambda m, t, what=what: TRIPLE(m, t, what))
@@ -127,8 +127,8 @@ def test_quantize_keys_matches_reference(lab, oracle, rng, seed, cases):
 
 @check("quantize_values", points=2)
 def test_quantize_values_matches_reference(lab, oracle, rng, seed, cases):
-    valid = 0
-    for name, v, bits, group_size in cases(*_kv_calls(rng, seed)):
+    valid, (edges, randoms) = 0, _kv_calls(rng, seed)
+    for name, v, bits, group_size in cases(edges, randoms):
         what = f"quantize_values({name}, bits={bits}, group_size={group_size})"
         valid += same_outcome(outcome(lambda: lab.kv_quant.quantize_values(v, bits, group_size)), outcome(lambda: oracle.kv_quant.quantize_values(v, bits, group_size)),
                         what, lambda m, t, what=what: TRIPLE(m, t, what))
