@@ -69,10 +69,12 @@ def _models(rng, family):
 
 
 def _fixed_of(family) -> list[ModelConfig]:
+    """The fixed models of this family (every one when ``family`` is None): the edge cases of a check."""
     return [m for m in _fixed_models() if family is None or _family(m) == family]
 
 
 def _random_models(rng, family) -> list[ModelConfig]:
+    """``CASES`` random models of this family, drawn from the check's ``rng``."""
     return [random_model(rng, family) for _ in range(CASES)]
 
 
