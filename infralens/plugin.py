@@ -133,9 +133,9 @@ class InfraLensSession:
     partial_labs: set[str] = field(init=False, default_factory=set)  # labs collected from a file or node id: their total is unknown
     explained: set[tuple[str, str]] = field(init=False, default_factory=set)  # (lab, file:line) of modules that do not import, reported once
     started: float = field(init=False, default=0.0)
-    # A sweep's memory of edge cases across seeds (see infralens.cases): whether the next check's
-    # `cases` skips its edges, and the `cases` the last check was handed.
-    skip_edges: bool = field(init=False, default=False)
+    # A sweep's memory of edge cases across seeds (see infralens.cases): None, or the valid edge
+    # cases of the next check when its `cases` skips its edges; and the `cases` the last check was handed.
+    valid_edges: int | None = field(init=False, default=None)
     last_cases: Cases | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -362,7 +362,7 @@ class InfraLensSession:
 
     def cases(self) -> Cases:
         """A check's ``cases``, kept as :attr:`last_cases` for a sweep to read how far the check got."""
-        self.last_cases = Cases(skip_edges=self.skip_edges)
+        self.last_cases = Cases(self.valid_edges)
         return self.last_cases
 
     def retarget(self, code_root: Path, display_root: str, seed: int) -> None:

@@ -199,7 +199,7 @@ class _Sweep:
             if target.until_caught and kata.records[item.nodeid].outcome not in (PASSED, SKIPPED):
                 break
         run.public = [record.to_json() for record in kata.records.values()]
-        edges: dict[str, bool | CheckRecord] = {}
+        edges: dict[str, int | CheckRecord] = {}
         for index, seed in enumerate(target.seeds):
             kata.retarget(target.code_root, str(target.code_root), seed)
             for item in hidden:
@@ -207,28 +207,28 @@ class _Sweep:
             run.hidden[seed] = [record.to_json() for record in kata.records.values()]
         return run
 
-    def _run_hidden(self, target: Target, item: pytest.Item, recorder: TreeRecorder | None, edges: dict[str, bool | CheckRecord], first_seed: bool) -> None:
+    def _run_hidden(self, target: Target, item: pytest.Item, recorder: TreeRecorder | None, edges: dict[str, int | CheckRecord], first_seed: bool) -> None:
         """Run a hidden check under the current seed, using what its edge cases did under the first.
 
-        ``edges`` maps a check to True when it got through its edge cases under the first seed (later
-        seeds run only its random cases), or to its record when it failed on one (later seeds keep
-        that verdict); a check not in it runs in full.
+        ``edges`` maps a check that got through its edge cases under the first seed to the number of
+        valid ones (later seeds run only its random cases), and one that failed on an edge case to
+        its record (later seeds keep that verdict); a check not in it runs in full.
         """
         kata = self.kata
         seen = edges.get(item.nodeid)
         if isinstance(seen, CheckRecord):
             kata.records[item.nodeid] = seen
             return
-        kata.skip_edges, kata.last_cases = seen is True, None
+        kata.valid_edges, kata.last_cases = seen, None
         try:
             self._run(target, item, recorder)
         finally:
-            kata.skip_edges = False
+            kata.valid_edges = None
         cases, record = kata.last_cases, kata.records.get(item.nodeid)
         if not first_seed or cases is None or record is None:
             return
         if cases.edges_done:
-            edges[item.nodeid] = True
+            edges[item.nodeid] = cases.valid_edges
         elif cases.entered and record.outcome not in (PASSED, SKIPPED):
             edges[item.nodeid] = record
 

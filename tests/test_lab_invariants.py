@@ -186,21 +186,33 @@ def test_public_checks_hold_no_oracle(lab_folder):
         assert not imports, f"{check_file.name}: checks reach learner code through the lab fixture only, found {imports}"
 
 
-def _loops_over_cases(tree: ast.AST):
-    """Every ``for ... in cases(edges, randoms)`` loop of a check module."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.For) and isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name) and node.iter.func.id == "cases":
-            yield node
+def _is_loop_over_cases(node: ast.AST) -> bool:
+    return isinstance(node, ast.For) and isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name) and node.iter.func.id == "cases"
+
+
+def _names(nodes: list[ast.AST], context: type) -> set[str]:
+    return {node.id for part in nodes for node in ast.walk(part) if isinstance(node, ast.Name) and isinstance(node.ctx, context)}
 
 
 @pytest.mark.parametrize("lab_folder", LABS)
 def test_edge_cases_never_depend_on_the_seed(lab_folder):
-    """A sweep runs a check's edge cases under the first seed only (infralens.cases): the edges passed to
-    ``cases`` and the loop's body must not read ``rng`` or ``seed``, and the loop must visit every case."""
+    """A sweep runs a check's edge cases under the first seed only (infralens.cases). So the edges
+    passed to ``cases`` and the loop's body read neither ``rng`` nor ``seed``, the loop visits every
+    case, and what follows the loop reads nothing the loop computed (count valid cases with
+    ``cases.count_valid``): under a later seed the loop sees only the random cases."""
     for check_file in sorted((REPO / "checks" / lab_folder).glob("test_*.py")):
-        for loop in _loops_over_cases(lab_sources.parse(check_file)):
+        tree = lab_sources.parse(check_file)
+        checks = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+        top_level = {id(statement) for check in checks for statement in check.body if _is_loop_over_cases(statement)}
+        for loop in (node for node in ast.walk(tree) if _is_loop_over_cases(node)):
             where = f"{check_file.name}:{loop.lineno}"
+            assert id(loop) in top_level, f"{where}: loop over cases(...) at the top level of the check"
             assert len(loop.iter.args) == 2 and not loop.iter.keywords, f"{where}: call it as cases(edges, randoms)"
-            seeded = {node.id for part in (loop.iter.args[0], *loop.body) for node in ast.walk(part) if isinstance(node, ast.Name)} & {"rng", "seed"}
+            seeded = _names([loop.iter.args[0], *loop.body], ast.Load) & {"rng", "seed"}
             assert not seeded, f"{where}: the edge cases or the loop's body read {sorted(seeded)}; draw random inputs into `randoms` only"
             assert not any(isinstance(node, ast.Break) for part in loop.body for node in ast.walk(part)), f"{where}: a loop over cases(...) visits every case (no break)"
+        for check in checks:
+            for index, statement in enumerate(check.body):
+                if _is_loop_over_cases(statement):
+                    carried = _names([statement.target, *statement.body], ast.Store) & _names(check.body[index + 1 :], ast.Load)
+                    assert not carried, f"{check_file.name}:{statement.lineno}: after the loop the check reads {sorted(carried)}, which the loop computed"

@@ -259,6 +259,15 @@ def test_add_on_edges_then_random_inputs(lab, oracle, rng, cases):
     for count, (a, b) in enumerate(cases(edges, randoms), 1):
         got, expected = lab.demo.add(a, b), oracle.demo.add(a, b)
         assert got == expected, f"add({a}, {b}) returned {got}, expected {expected} (case {count} of run {len(RUNS)})"
+
+
+@pytest.mark.check("add")
+def test_add_counts_the_valid_edge_cases_under_every_seed(lab, oracle, rng, cases):
+    for a, b in cases([(1, 2)], [(None, rng.randint(0, 9))]):  # only the edge case is a valid input
+        if a is not None:
+            assert lab.demo.add(a, b) == oracle.demo.add(a, b)
+        cases.count_valid(a is not None)
+    cases.require_valid()
 '''
 
 
@@ -272,9 +281,11 @@ def test_edge_cases_run_under_the_first_seed_and_their_verdict_holds_for_every_s
     runs = {run.name: run for run in sweep(kata_repo, "lab99_demo", targets)}
 
     def messages(name: str) -> list[str]:
-        return [row["message"] for seed in seeds for row in runs[name].hidden[seed]]
+        return [row["message"] for seed in seeds for row in runs[name].hidden[seed] if row["nodeid"].endswith("test_add_on_edges_then_random_inputs")]
 
-    assert {row["outcome"] for seed in seeds for row in runs["reference"].hidden[seed]} == {"passed"}
+    assert {row["outcome"] for seed in seeds for row in runs["reference"].hidden[seed]} == {"passed"}, (
+        "the reference passes every check under every seed, the valid edge case counted under the later seeds too"
+    )
     on_edge = messages("wrong-on-an-edge")
     assert "(case 1 of run " in on_edge[0] and on_edge == on_edge[:1] * 3, f"failed on an edge under seed 1: the same verdict, not run again: {on_edge}"
     on_random = messages("wrong-on-random-inputs")
@@ -292,4 +303,10 @@ def test_cases_yield_edges_then_randoms_once_and_note_how_far_the_check_got():
     assert list(iterator) == ["random"] and cases.edges_done
     with pytest.raises(RuntimeError, match="iterate it once"):
         cases([], [])
-    assert list(Cases(skip_edges=True)(["edge"], ["random"])) == ["random"]
+    skipping = Cases(valid_edges=2)
+    assert list(skipping(["edge"], ["random"])) == ["random"] and skipping.valid == 2, "a sweep's later seed: the edges' valid cases still count"
+    for answered in (True, False):
+        cases.count_valid(answered)
+    assert (cases.valid, cases.valid_edges) == (1, 0), "only the random case was counted, after the edges"
+    with pytest.raises(pytest.fail.Exception, match="no valid input was accepted"):
+        Cases().require_valid()

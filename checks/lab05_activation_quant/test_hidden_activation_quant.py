@@ -56,7 +56,6 @@ def _edge(index: int) -> bool:
 def test_quantize_per_token_matches_reference(lab, oracle, rng, seed, cases):
     bad = [("NaN", T([[1.0, float("nan")]]), 8), ("bits=True", torch.ones(2, 3), True), ("bits=9", torch.ones(2, 3), 9), ("int32 x", torch.ones(2, dtype=torch.int32), 8)]
     built = [(name, x, bits) for i, (name, x) in enumerate(_cases(rng, seed)) for bits in (8, 4 if _edge(i) else rng.choice([2, 3, 5, 6, 7]))]
-    valid = 0
     for name, x, bits in cases(built[: 2 * EDGE_CASES] + bad, built[2 * EDGE_CASES :]):
         what = f"quantize_per_token({name}, bits={bits!r})"
 
@@ -65,8 +64,8 @@ def test_quantize_per_token_matches_reference(lab, oracle, rng, seed, cases):
             assert_tensor_equal(mine[0], theirs[0], f"{what}'s codes")
             assert_tensor_equal(mine[1], theirs[1], f"{what}'s scale")
 
-        valid += same_outcome(outcome(lambda: lab.activation_quant.quantize_per_token(x, bits)), outcome(lambda: oracle.activation_quant.quantize_per_token(x, bits)), what, same)
-    assert valid, "no valid input was accepted"
+        cases.count_valid(same_outcome(outcome(lambda: lab.activation_quant.quantize_per_token(x, bits)), outcome(lambda: oracle.activation_quant.quantize_per_token(x, bits)), what, same))
+    cases.require_valid()
 
 
 @check("calibrate_scale", points=2)
@@ -146,19 +145,17 @@ def _rescaled(mine, theirs, what: str) -> None:
 
 @check("w8a8_linear", points=3)
 def test_w8a8_linear_matches_reference(lab, oracle, rng, seed, cases):
-    valid = 0
     built = [(name, x, _weight_for(x, i if _edge(i) else seed + i, 7 if _edge(i) else rng.choice([1, 5, 8]))) for i, (name, x) in enumerate(_cases(rng, seed))]
     bad = [("weight of the wrong width", torch.ones(2, 4), torch.ones(3, 5)), ("NaN weight", torch.ones(2, 2), T([[1.0, float("nan")]]))]
     for name, x, w in cases(built[:EDGE_CASES] + bad, built[EDGE_CASES:]):
         what = f"w8a8_linear({name}, weight {tuple(w.shape)})"
-        valid += same_outcome(outcome(lambda: lab.activation_quant.w8a8_linear(x, w)), outcome(lambda: oracle.activation_quant.w8a8_linear(x, w)), what,
-                        lambda mine, theirs, what=what: _rescaled(mine, theirs, what))
-    assert valid, "no valid input was accepted"
+        cases.count_valid(same_outcome(outcome(lambda: lab.activation_quant.w8a8_linear(x, w)), outcome(lambda: oracle.activation_quant.w8a8_linear(x, w)), what,
+                                 lambda mine, theirs, what=what: _rescaled(mine, theirs, what)))
+    cases.require_valid()
 
 
 @check("smooth_scales", points=2)
 def test_smooth_scales_matches_reference(lab, oracle, rng, seed, cases):
-    valid = 0
     built = [(name, x, _weight_for(x, i if _edge(i) else seed + i, 7 if _edge(i) else rng.randint(1, 9)), alpha)
              for i, (name, x) in enumerate(_cases(rng, seed)) for alpha in (0.5, 0.8 if _edge(i) else rng.choice([0.0, 0.25, 0.75, 1.0]))]
     zero_channel = torch.ones(3, 4)
@@ -167,10 +164,10 @@ def test_smooth_scales_matches_reference(lab, oracle, rng, seed, cases):
            ("alpha=True", torch.ones(2, 2), torch.ones(2, 2), True)]
     for name, x, w, alpha in cases(built[: 2 * EDGE_CASES] + bad, built[2 * EDGE_CASES :]):
         what = f"smooth_scales({name}, weight {tuple(w.shape)}, alpha={alpha!r})"
-        valid += same_outcome(outcome(lambda: lab.activation_quant.smooth_scales(x, w, alpha)), outcome(lambda: oracle.activation_quant.smooth_scales(x, w, alpha)), what,
-                        lambda mine, theirs, what=what: assert_tensor_close(mine, theirs, what, atol=0.0, rtol=POW_RELATIVE,
-                                                                              why=f"float32 pow and division ({POW_RELATIVE:.2g} relative)"))
-    assert valid, "no valid input was accepted"
+        cases.count_valid(same_outcome(outcome(lambda: lab.activation_quant.smooth_scales(x, w, alpha)), outcome(lambda: oracle.activation_quant.smooth_scales(x, w, alpha)), what,
+                                 lambda mine, theirs, what=what: assert_tensor_close(mine, theirs, what, atol=0.0, rtol=POW_RELATIVE,
+                                                                                       why=f"float32 pow and division ({POW_RELATIVE:.2g} relative)")))
+    cases.require_valid()
 
 
 @check("apply_smoothing", points=1)
@@ -195,7 +192,6 @@ def test_apply_smoothing_matches_reference(lab, oracle, rng, seed):
 
 @check("smoothquant_linear", points=2)
 def test_smoothquant_linear_matches_reference(lab, oracle, rng, seed, cases):
-    valid = 0
     # alpha 0.5 throughout: smooth_scales' own check covers the other strengths.
     built = [(name, x, _weight_for(x, i if _edge(i) else seed + i, 7 if _edge(i) else rng.randint(1, 12)), 0.5) for i, (name, x) in enumerate(_cases(rng, seed))]
     edges = built[:EDGE_CASES] + [("alpha=1.5", torch.ones(2, 2), torch.ones(2, 2), 1.5)]
@@ -212,14 +208,13 @@ def test_smoothquant_linear_matches_reference(lab, oracle, rng, seed, cases):
             assert_tensor_close(mine, exact.float(), f"{what} against x @ weight.T", atol=w8a8_bound(tokens, w_s).reshape(theirs.shape),
                                 why="the W8A8 error bound of the smoothed activations and weight: smooth first, then quantize")
 
-        valid += same_outcome(outcome(lambda: lab.activation_quant.smoothquant_linear(x, w, alpha)),
-                        outcome(lambda: oracle.activation_quant.smoothquant_linear(x, w, alpha)), what, same)
-    assert valid, "no valid input was accepted"
+        cases.count_valid(same_outcome(outcome(lambda: lab.activation_quant.smoothquant_linear(x, w, alpha)),
+                                 outcome(lambda: oracle.activation_quant.smoothquant_linear(x, w, alpha)), what, same))
+    cases.require_valid()
 
 
 @check("llm_int8_linear", points=3)
 def test_llm_int8_linear_matches_reference(lab, oracle, rng, seed, cases):
-    valid = 0
     built = [(name, x, _weight_for(x, i if _edge(i) else seed + i, 7 if _edge(i) else rng.randint(1, 9)), 6.0 if _edge(i) else rng.choice([6.0, 1.0, 0.5, 100.0]))
              for i, (name, x) in enumerate(_cases(rng, seed))]
     edges = built[:EDGE_CASES] + [
@@ -237,9 +232,9 @@ def test_llm_int8_linear_matches_reference(lab, oracle, rng, seed, cases):
             assert_tensor_close(mine[0], theirs[0], f"{what}'s y", atol=FLOAT32_SLACK * theirs[0].abs() + hidden * 2.0**-23 * magnitude,
                                 why="the same codes and scales; the float32 outlier matmul and the rescale may round in another order")
 
-        valid += same_outcome(outcome(lambda: lab.activation_quant.llm_int8_linear(x, w, threshold)),
-                        outcome(lambda: oracle.activation_quant.llm_int8_linear(x, w, threshold)), what, same)
-    assert valid, "no valid input was accepted"
+        cases.count_valid(same_outcome(outcome(lambda: lab.activation_quant.llm_int8_linear(x, w, threshold)),
+                                 outcome(lambda: oracle.activation_quant.llm_int8_linear(x, w, threshold)), what, same))
+    cases.require_valid()
 
 
 @check("activation_nbytes", points=1)

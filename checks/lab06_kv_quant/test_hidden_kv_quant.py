@@ -73,12 +73,11 @@ def test_quantize_groups_matches_reference(lab, oracle, rng, seed, cases):
             calls.append((name, x, bits, group_size, axis))
     bad = [("bits=3", torch.ones(8), 3, 4, -1), ("bits=True", torch.ones(8), True, 4, -1), ("10 in groups of 4", torch.ones(10), 2, 4, -1),
            ("axis=True", torch.ones(4, 4), 2, 4, True), ("NaN", T([1.0, float("nan")]), 2, 2, -1), ("group_size=0", torch.ones(4), 2, 0, -1)]
-    valid = 0
     for name, x, bits, group_size, axis in cases(calls[: 2 * EDGE_CASES] + bad, calls[2 * EDGE_CASES :]):
         what = f"quantize_groups({name}, bits={bits!r}, group_size={group_size}, axis={axis!r})"
-        valid += same_outcome(outcome(lambda: lab.kv_quant.quantize_groups(x, bits, group_size, axis)),
-                        outcome(lambda: oracle.kv_quant.quantize_groups(x, bits, group_size, axis)), what, lambda m, t, what=what: TRIPLE(m, t, what))
-    assert valid, "no valid input was accepted"
+        cases.count_valid(same_outcome(outcome(lambda: lab.kv_quant.quantize_groups(x, bits, group_size, axis)),
+                                 outcome(lambda: oracle.kv_quant.quantize_groups(x, bits, group_size, axis)), what, lambda m, t, what=what: TRIPLE(m, t, what)))
+    cases.require_valid()
 
 
 @check("dequantize_groups", points=2)
@@ -117,22 +116,22 @@ def _kv_calls(rng: random.Random, seed: int) -> tuple[list, list]:
 
 @check("quantize_keys", points=2)
 def test_quantize_keys_matches_reference(lab, oracle, rng, seed, cases):
-    valid, (edges, randoms) = 0, _kv_calls(rng, seed)
+    edges, randoms = _kv_calls(rng, seed)
     for name, k, bits, group_size in cases(edges, randoms):
         what = f"quantize_keys({name}, bits={bits}, group_size={group_size})"
-        valid += same_outcome(outcome(lambda: lab.kv_quant.quantize_keys(k, bits, group_size)), outcome(lambda: oracle.kv_quant.quantize_keys(k, bits, group_size)),
-                        what, lambda m, t, what=what: TRIPLE(m, t, what))
-    assert valid, "no valid input was accepted"
+        cases.count_valid(same_outcome(outcome(lambda: lab.kv_quant.quantize_keys(k, bits, group_size)), outcome(lambda: oracle.kv_quant.quantize_keys(k, bits, group_size)),
+                                 what, lambda m, t, what=what: TRIPLE(m, t, what)))
+    cases.require_valid()
 
 
 @check("quantize_values", points=2)
 def test_quantize_values_matches_reference(lab, oracle, rng, seed, cases):
-    valid, (edges, randoms) = 0, _kv_calls(rng, seed)
+    edges, randoms = _kv_calls(rng, seed)
     for name, v, bits, group_size in cases(edges, randoms):
         what = f"quantize_values({name}, bits={bits}, group_size={group_size})"
-        valid += same_outcome(outcome(lambda: lab.kv_quant.quantize_values(v, bits, group_size)), outcome(lambda: oracle.kv_quant.quantize_values(v, bits, group_size)),
-                        what, lambda m, t, what=what: TRIPLE(m, t, what))
-    assert valid, "no valid input was accepted"
+        cases.count_valid(same_outcome(outcome(lambda: lab.kv_quant.quantize_values(v, bits, group_size)), outcome(lambda: oracle.kv_quant.quantize_values(v, bits, group_size)),
+                                 what, lambda m, t, what=what: TRIPLE(m, t, what)))
+    cases.require_valid()
 
 
 TIES_SCENARIO = (1, 1, 4, 2, 4, 0, torch.float32, 4, 4)
@@ -193,7 +192,6 @@ def test_quantized_kv_cache_matches_reference(lab, oracle, rng, seed, cases):
         head_dim = group_size * rng.randint(1, 6)
         randoms.append(((rng.randint(1, 2), rng.randint(1, 3), head_dim, rng.choice([2, 4, 8]), group_size, rng.choice([0, 1, 5, 16]),
                          rng.choice([torch.float32, F16, BF16]), rng.randint(1, 40), rng.randint(1, 40)), seed + len(EDGE_SCENARIOS) + index))
-    valid = 0
     for scenario, tokens_seed in cases(edges, randoms):
         k, v = _scenario_tokens(scenario, tokens_seed)
         what = f"QuantizedKVCache{tuple(str(field) for field in scenario[:7])}, prefill({scenario[7]}) and {scenario[8]} appends"
@@ -208,9 +206,9 @@ def test_quantized_kv_cache_matches_reference(lab, oracle, rng, seed, cases):
                 else:
                     _same_tensors(("keys", "values"))(m, t, what)
 
-            valid += same_outcome(a, b, f"{what}, call #{step}", same)
+            cases.count_valid(same_outcome(a, b, f"{what}, call #{step}", same))
         assert_exact(len(mine), len(theirs), f"{what}: number of calls that ran")
-    assert valid, "no valid input was accepted"
+    cases.require_valid()
 
 
 @check("fp8_scale", points=2)
