@@ -36,10 +36,14 @@ QUICK_SELECTION = "not slow"  # the README's selection while changing a check or
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow, besides tests marked so: a test that runs pytest on a synthetic checkout (a new pytest
-    session each time) and the references' tests against independent oracles."""
+    session each time) and the references' tests against independent oracles.
+
+    Slow tests run first (a stable sort): with xdist, the long ones then start early and the
+    quick checks fill in at the end, so neither worker waits long on the other's last test."""
     for item in items:
         if SUBPROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name.endswith(REFERENCE_TESTS):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
