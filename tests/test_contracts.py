@@ -130,6 +130,7 @@ def test_the_starters_annotations_are_the_spec_not_the_learners(tmp_path):
     assert demo.total.__name__ == "total"
 
 
+@pytest.mark.slow  # waits out five real limits of 0.5 s
 def test_each_call_gets_its_whole_limit_from_a_timer_set_only_when_needed_and_cleared_after_the_check(tmp_path):
     """Calls do not set the timer each time. One left by an earlier call may fire during a later
     call, which then runs on to its own limit; one that would fire too late (a longer limit), or
