@@ -9,7 +9,11 @@ Times, side by side in one run and alternating so machine load hits all alike:
   (its own ``infralens`` first on ``PYTHONPATH``): before and after a change, measured together.
 
 Prints medians and ratios. Goal: the suite in at most 30× the torch import (about 60 s on a
-quiet 2-core machine). Run from the repository root::
+quiet 2-core machine). Where ``/proc/stat`` exists (Linux) it also prints, per command, the
+machine's busy, idle and stolen core-seconds while it ran: wall time on a shared machine swings
+with its neighbours, while busy core-seconds show what a change saves in work and idle ones what
+it leaves unused (a test waiting out a real limit, a worker with nothing left to run). Run from
+the repository root::
 
     python benchmarks/bench_tests.py [--runs 3] [--revisions main~5 main] [-- python -m pytest ... -n 2]
 """
@@ -25,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,11 +39,58 @@ TORCH_IMPORT = [sys.executable, "-c", "import torch"]
 GOAL_RATIO = 30
 
 
-def timed(command: list[str], cwd: Path = REPO, env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess]:
-    """Wall seconds of ``command`` in ``cwd``, and how it ended."""
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class CoreSeconds:
+    """Core-seconds of the whole machine, from the first line of ``/proc/stat``: ``busy`` (user, nice,
+    system, irq, softirq), ``idle`` (idle, iowait) and ``stolen`` (by the hypervisor for other guests)."""
+
+    busy: float
+    idle: float
+    stolen: float
+
+    def __sub__(self, earlier: "CoreSeconds") -> "CoreSeconds":
+        return CoreSeconds(self.busy - earlier.busy, self.idle - earlier.idle, self.stolen - earlier.stolen)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed command: wall seconds, the machine's core-seconds meanwhile (None without ``/proc/stat``), exit code."""
+
+    wall: float
+    machine: CoreSeconds | None
+    returncode: int
+
+
+def machine_core_seconds() -> CoreSeconds | None:
+    """The machine's core-seconds since boot, or None where ``/proc/stat`` cannot be read."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(ticks) < 8:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (tick / os.sysconf("SC_CLK_TCK") for tick in ticks)
+    return CoreSeconds(user + nice + system + irq + softirq, idle + iowait, steal)
+
+
+def timed(command: list[str], cwd: Path = REPO, env: dict[str, str] | None = None) -> tuple[Run, subprocess.CompletedProcess]:
+    """``command`` run in ``cwd``: its :class:`Run`, and how it ended."""
+    before, start = machine_core_seconds(), time.perf_counter()
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    return time.perf_counter() - start, done
+    wall, after = time.perf_counter() - start, machine_core_seconds()
+    return Run(wall, after - before if before and after else None, done.returncode), done
+
+
+def _summary(runs: list[Run]) -> str:
+    """``"median 88.0 s (87.1, 88.0, 90.2); machine 150 busy, 12 idle, 2 stolen core-s"`` (medians)."""
+    walls = [run.wall for run in runs]
+    shown = f"median {statistics.median(walls):.1f} s ({', '.join(f'{wall:.1f}' for wall in walls)})"
+    machine = [run.machine for run in runs if run.machine]
+    if len(machine) == len(runs):
+        shown += (f"; machine {statistics.median(m.busy for m in machine):.0f} busy, {statistics.median(m.idle for m in machine):.0f} idle, "
+                  f"{statistics.median(m.stolen for m in machine):.0f} stolen core-s")
+    return shown
 
 
 @contextmanager
@@ -74,24 +126,23 @@ def main() -> int:
 
     with worktrees(args.revisions) if args.revisions else this_checkout() as trees:
         floor: list[float] = []
-        suites: dict[str, list[tuple[float, int]]] = {name: [] for name in trees}
+        suites: dict[str, list[Run]] = {name: [] for name in trees}
         for _ in range(args.runs):
-            floor.append(timed(TORCH_IMPORT)[0])
+            floor.append(timed(TORCH_IMPORT)[0].wall)
             for name, tree in trees.items():
                 env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(tree), os.environ.get("PYTHONPATH"))))} if args.revisions else None
-                elapsed, done = timed(command, tree, env)
+                run, done = timed(command, tree, env)
                 if done.returncode != 0 and not args.revisions:
                     raise SystemExit(f"{shown} failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
-                suites[name].append((elapsed, done.returncode))
+                suites[name].append(run)
     floor_median = statistics.median(floor)
     print(f"python -c 'import torch': median {floor_median:.2f} s ({', '.join(f'{t:.2f}' for t in floor)})")
     print(f"{shown}:")
     for name, runs in suites.items():
-        median = statistics.median(t for t, _ in runs)
-        failed = [code for _, code in runs if code != 0]
+        median = statistics.median(run.wall for run in runs)
+        failed = [run.returncode for run in runs if run.returncode != 0]
         note = f" — exit {failed[0]} in {len(failed)} of {len(runs)} runs" if failed else ""
-        print(f"  {name}: median {median:.1f} s ({', '.join(f'{t:.1f}' for t, _ in runs)}), "
-              f"{median / floor_median:.1f}x the torch import (goal: at most {GOAL_RATIO}x){note}")
+        print(f"  {name}: {_summary(runs)}, {median / floor_median:.1f}x the torch import (goal: at most {GOAL_RATIO}x){note}")
     return 0
 
 
