@@ -70,8 +70,13 @@ def fixed_blocks() -> np.ndarray:
     return np.concatenate([x, np.zeros((-len(x) % 4, 32), np.float32)])
 
 
+def fixed_rngs() -> list[np.random.Generator]:
+    """A generator per fixed seed: the deterministic random inputs, the same under every run's seed."""
+    return [np.random.default_rng(s) for s in FIXED_SEEDS]
+
+
 def fixed_then_seeded(seed: int) -> list[np.random.Generator]:
-    return [np.random.default_rng(s) for s in (*FIXED_SEEDS, seed)]
+    return fixed_rngs() + [np.random.default_rng(seed)]
 
 
 # Inputs every float quantizer must accept (boundary sizes included) or reject, in a fixed order.
@@ -266,7 +271,7 @@ def _nf4_random_inputs(np_rng: np.random.Generator) -> list[tuple[np.ndarray, in
 
 @check("quantize_nf4", points=4)
 def test_nf4_matches_reference_on_edges_then_random_weights(lab, oracle, seed, cases):
-    edges = nf4_edge_inputs() + [case for fixed in FIXED_SEEDS for case in _nf4_random_inputs(np.random.default_rng(fixed))]
+    edges = nf4_edge_inputs() + [case for np_rng in fixed_rngs() for case in _nf4_random_inputs(np_rng)]
     for x, block_size in cases(edges, _nf4_random_inputs(np.random.default_rng(seed))):
         what = f"quantize_nf4 of a {x.dtype} {x.shape} array with block_size={block_size}"
         agree(lambda: lab.block_formats.quantize_nf4(x, block_size), lambda: oracle.block_formats.quantize_nf4(x, block_size), what, _nf4_compare)
