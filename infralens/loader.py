@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
@@ -64,7 +65,9 @@ class LabCode:
 
     Modules are imported once, as submodules of a private package whose name is unique to the
     tree, so ``exercises/`` and ``solutions/`` (and several submissions) never share
-    ``sys.modules`` entries, and a lab may import its own helper modules relatively.
+    ``sys.modules`` entries, and a lab may import its own helper modules relatively. They are
+    compiled from their source on every import (:class:`SourceOnlyLoader`), never read from
+    bytecode a run before wrote.
     """
 
     def __init__(self, root: Path, lab_folder: str, display_root: str):
@@ -124,8 +127,24 @@ class LabCode:
             return
         spec = importlib.util.spec_from_loader(self._package, loader=None, is_package=True)
         package = importlib.util.module_from_spec(spec)
-        package.__path__ = [str(self.folder)]
+        folder = str(self.folder.resolve())
+        package.__path__ = [folder]
+        # Every module of the package, a helper the lab imports relatively included, is found in
+        # the folder by this finder: .py sources only, through the loader that ignores bytecode.
+        sys.path_importer_cache[folder] = importlib.machinery.FileFinder(folder, (SourceOnlyLoader, importlib.machinery.SOURCE_SUFFIXES))
         sys.modules[self._package] = package
+
+
+class SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a module from its ``.py`` source on every import; never reads or writes bytecode.
+
+    Python trusts a cached ``.pyc`` whose source has the same size and the same modification
+    time in whole seconds. A learner who turns ``a - b`` into ``a + b`` within a second of the
+    run that cached it would be checked against the code they had just replaced.
+    """
+
+    def get_code(self, fullname: str):
+        return self.source_to_code(self.get_data(self.path), self.path)
 
 
 @functools.lru_cache(maxsize=1024)
