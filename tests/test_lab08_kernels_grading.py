@@ -2,9 +2,12 @@
 worker and its pipe.
 
 The reference solution, graded as a submission, earns every point the grader counts (the GPU
-checks count toward no total under isolation); the same solution with a Python loop over output
-rows loses the two speed checks and nothing else; and so does that slow submission when it also
-patches the clocks and the timing module in its own process, which cannot reach the judge's.
+checks count toward no total under isolation). The same solution with a Python loop over output
+rows, which also patches the clocks and the timing module in its own process, loses the two speed
+checks and nothing else. That one submission proves both halves: the checks catch the loop through
+the sandbox's pipe (were they blind to it, it would earn their points), and the forgery cannot
+reach the judge's clock (were it able to, the loop would time as free). The same loops without the
+forgery are mutants of Lab 08 (tests/mutants/lab08_kernels.toml), caught in the invariant sweep.
 The batch grades a scratch checkout holding Lab 08 alone, so other tests writing bytecode into
 this checkout cannot trip the grader's fingerprint.
 """
@@ -70,11 +73,11 @@ def graded(tmp_path_factory):
         assert slow.count(fast) == 1, "the reference solution changed: update LOOPS"
         slow = slow.replace(fast, loop)
     forged = slow.replace("\nimport torch\n", "\nimport torch\n" + FORGERY, 1)
-    for name, source in (("solved", solution), ("slow", slow), ("slow-and-forging", forged)):
+    for name, source in (("solved", solution), ("slow-and-forging", forged)):
         (base / "class" / name / LAB).mkdir(parents=True)
         (base / "class" / name / LAB / "kernels.py").write_text(source, encoding="utf-8")
     report = base / "grades.json"
-    done = run_python("-m", "infralens", "--root", str(root), "grade", "solved", "slow", "slow-and-forging", "--jobs", "1", "--seed", "8",
+    done = run_python("-m", "infralens", "--root", str(root), "grade", "solved", "slow-and-forging", "--jobs", "1", "--seed", "8",
                       "--json", str(report), cwd=base / "class")
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads(report.read_text(encoding="utf-8"))
@@ -93,11 +96,10 @@ def test_the_solution_graded_through_the_sandbox_earns_every_counted_point(grade
     assert speed == dict.fromkeys(SPEED_CHECKS, "passed")
 
 
-@pytest.mark.parametrize("name", ["slow", "slow-and-forging"])
-def test_a_python_loop_over_rows_loses_the_speed_checks_and_only_them(graded, name):
-    submission, solved = graded[name], graded["solved"]
+def test_a_python_loop_over_rows_loses_the_speed_checks_and_only_them_even_when_it_forges_its_clocks(graded):
+    submission, solved = graded["slow-and-forging"], graded["solved"]
     failing = {check: message for check, (outcome, message) in _outcomes(submission).items() if outcome != "passed"}
-    assert set(failing) == SPEED_CHECKS, f"{name}: {failing}"
+    assert set(failing) == SPEED_CHECKS, f"slow-and-forging: {failing}"
     for message in failing.values():
         assert "the naive dequantize-then-matmul path measured in the same run (allowed: 8×)" in message, message
     assert submission["total"] == solved["total"] - 4, "the two speed checks are worth 2 points each"
