@@ -127,7 +127,7 @@ class LabCode:
             return
         spec = importlib.util.spec_from_loader(self._package, loader=None, is_package=True)
         package = importlib.util.module_from_spec(spec)
-        folder = str(self.folder.resolve())
+        folder = str(self.folder.absolute())  # absolute: importlib.invalidate_caches() drops relative entries
         package.__path__ = [folder]
         # Every module of the package, a helper the lab imports relatively included, is found in
         # the folder by this finder: .py sources only, through the loader that ignores bytecode.
