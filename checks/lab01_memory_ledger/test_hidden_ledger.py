@@ -63,13 +63,9 @@ def _fixed_models() -> tuple[ModelConfig, ...]:
     ])
 
 
-def _models(rng, family):
-    """The fixed models (of this family when one is given: MLA models count as deepseek), then random ones."""
-    return _fixed_of(family) + _random_models(rng, family)
-
-
 def _fixed_of(family) -> list[ModelConfig]:
-    """The fixed models of this family (every one when ``family`` is None): the edge cases of a check."""
+    """The fixed models of this family (every one when ``family`` is None; MLA models count as
+    deepseek): the edge cases of a check."""
     return [m for m in _fixed_models() if family is None or _family(m) == family]
 
 
@@ -94,7 +90,7 @@ def test_attention_parameters_match_reference(lab, oracle, rng, family, cases):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_mlp_parameters_match_reference(lab, oracle, rng, family):
     cases = []
-    for model in _models(rng, family):
+    for model in _fixed_of(family) + _random_models(rng, family):
         layers = model.num_hidden_layers
         cases += [(model, 0), (model, layers - 1), (model, rng.randrange(layers))]
     cases += [(preset("llama-3-8b"), bad) for bad in (-1, 32, True, False, 1.0, None)]
