@@ -44,6 +44,7 @@ from infralens.hints import HintsError, load_hints
 from infralens.labs import Lab, checks_for, discover_labs, lab_of_path, resolve_lab
 from infralens.loader import LabCode, code_root_of_submission
 from infralens.runner import record_last_run
+from infralens.watchdog import install as install_watchdog
 
 if TYPE_CHECKING:
     from infralens.grading.remote import RemoteLabCode, Worker
@@ -111,6 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("solutions") and config.getoption("submission"):
         raise pytest.UsageError("--solutions and --submission both choose the code under test: give one of them")
     config.pluginmanager.register(InfraLensSession(config), "infralens-session")
+    install_watchdog(config)  # pytest-timeout's per-check limit, from one thread instead of one per check
 
 
 @dataclass(eq=False)  # a pytest plugin must hash by identity
