@@ -195,20 +195,23 @@ def _reference_rows(reference, documents, fields_read: tuple) -> list[tuple]:
 
 
 @check("risk_table", points=3)
-def test_risk_table_matches_reference(lab, oracle, rng):
-    """The given model on two 'long' documents: one configuration per granularity, in an order drawn from the seed."""
-    fixed = [("weights", "per-channel", 2, 32, 0), ("weights", "per-group", 3, 16, 0), ("activations", "per-token", 4, 32, 0),
-             ("activations", "per-tensor", 6, 32, 0), ("kv", "per-token", 3, 32, 16), ("kv", "per-channel-keys", 2, 32, 64)]
-    rng.shuffle(fixed)  # the seed decides the order only: a row's figures never depend on luck
-    mine_configs = [lab.quality_risk.QuantConfig(*fields) for fields in fixed]
-    fields_read = tuple((c.target, c.granularity, c.bits, c.group_size, c.residual_length) for c in mine_configs)
+def test_risk_table_matches_reference(lab, oracle, rng, cases):
+    """The given model on two 'long' documents: each of six configurations (one per granularity) alone,
+    then all six in an order drawn from the seed."""
+    configurations = [("weights", "per-channel", 2, 32, 0), ("weights", "per-group", 3, 16, 0), ("activations", "per-token", 4, 32, 0),
+                      ("activations", "per-tensor", 6, 32, 0), ("kv", "per-token", 3, 32, 16), ("kv", "per-channel-keys", 2, 32, 64)]
+    shuffled = rng.sample(configurations, len(configurations))  # the seed decides the order only: a row's figures never depend on luck
     documents = tokens("long")[:2]  # two of the 256-token documents: every row is one forward pass, twice
-    mine = _rows_as_data(lab.quality_risk.risk_table(documents, mine_configs))
-    theirs = _reference_rows(oracle.quality_risk, documents, fields_read)
-    assert_exact(len(mine), len(theirs), "risk_table: number of rows")
-    for (label, perplexity, increase, agreement, verdict), (_, p, inc, agr, ver) in zip(mine, theirs):
-        what = f"risk_table(two 'long' documents): the row of {label}"
-        assert math.isclose(perplexity, p, rel_tol=PERPLEXITY_RTOL), f"{what}: perplexity {perplexity!r}, the reference {p!r}"
-        assert math.isclose(increase, inc, rel_tol=1e-6, abs_tol=1e-9), f"{what}: increase {increase!r}, the reference {inc!r}"
-        assert_exact(agreement, agr, f"{what}: agreement")
-        assert_exact(verdict, ver, f"{what}: verdict")
+    for table in cases([[fields] for fields in configurations], [shuffled]):
+        mine_configs = [lab.quality_risk.QuantConfig(*fields) for fields in table]
+        fields_read = tuple((c.target, c.granularity, c.bits, c.group_size, c.residual_length) for c in mine_configs)
+        mine = _rows_as_data(lab.quality_risk.risk_table(documents, mine_configs))
+        theirs = _reference_rows(oracle.quality_risk, documents, fields_read)
+        asked = f"risk_table(two 'long' documents, {len(table)} configuration{'s' if len(table) > 1 else ''})"
+        assert_exact(len(mine), len(theirs), f"{asked}: number of rows")
+        for (label, perplexity, increase, agreement, verdict), (_, p, inc, agr, ver) in zip(mine, theirs):
+            what = f"{asked}: the row of {label}"
+            assert math.isclose(perplexity, p, rel_tol=PERPLEXITY_RTOL), f"{what}: perplexity {perplexity!r}, the reference {p!r}"
+            assert math.isclose(increase, inc, rel_tol=1e-6, abs_tol=1e-9), f"{what}: increase {increase!r}, the reference {inc!r}"
+            assert_exact(agreement, agr, f"{what}: agreement")
+            assert_exact(verdict, ver, f"{what}: verdict")
