@@ -87,17 +87,25 @@ def compare(
     candidate_clock: str = "wall",
     baseline_clock: str = "cpu",
     warmup: int = 1,
+    stop_above: float | None = None,
 ) -> Comparison:
     """Time ``baseline`` then ``candidate`` on each of ``inputs`` in turn, after ``warmup`` untimed calls of each.
 
     Defaults fit a speed check on CPU: the candidate (the learner's function, possibly across a
     pipe) by the wall clock, the baseline (trusted code in this process) by this process's CPU time.
+
+    With ``stop_above``, timing stops as soon as the ratio of medians is sure to exceed it whatever
+    the remaining calls take: more than half of the inputs' candidate calls each took over
+    ``stop_above`` times the longest of as many of the fastest baseline calls. A pathologically
+    slow candidate then costs a little over half its calls; the verdict of a check that compares the
+    ratio with ``stop_above`` is the same, and the medians are those of the calls timed.
     """
     _check(candidate_clock, inputs)
     _check(baseline_clock, inputs)
     for _ in range(warmup):
         baseline(*inputs[0])
         candidate(*inputs[0])
+    decisive = len(inputs) // 2 + 1  # that many values at or above (below) a bound put the median there too
     mine, theirs, results = [], [], []
     with _collector_off():
         for args in inputs:
@@ -105,6 +113,8 @@ def compare(
             elapsed, result = _timed(candidate, args, candidate_clock)
             mine.append(elapsed)
             results.append(result)
+            if stop_above is not None and len(mine) >= decisive and sorted(mine)[-decisive] > stop_above * sorted(theirs)[decisive - 1]:
+                break
     return Comparison(Timing(tuple(mine), candidate_clock), Timing(tuple(theirs), baseline_clock), results)
 
 

@@ -35,6 +35,15 @@ def test_compare_interleaves_baseline_and_candidate_on_the_same_inputs():
     assert comparison.ratio == comparison.candidate.median / comparison.baseline.median
 
 
+def test_compare_stops_once_the_candidate_is_surely_too_slow_and_not_before():
+    calls = []
+    slow = compare(lambda: calls.append("candidate") or time.sleep(0.05), lambda: None, [()] * 7, warmup=2, stop_above=8)
+    assert len(calls) == 2 + 4 and len(slow.candidate.seconds) == len(slow.baseline.seconds) == len(slow.results) == 4, slow
+    assert slow.ratio > 8, "4 of 7 calls decide the median: 50 ms each against a CPU clock that an empty function barely moves"
+    fast = compare(lambda: None, lambda: time.sleep(0.01), [()] * 7, candidate_clock="cpu", baseline_clock="wall", stop_above=8)
+    assert len(fast.candidate.seconds) == 7 and fast.ratio < 8, fast
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [({"clock": "tsc"}, "clock='tsc'"), ({"inputs": []}, "no inputs to time")])
 def test_bad_timing_requests_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -413,7 +413,7 @@ def _assert_not_pathologically_slower(function, baseline, weight: torch.Tensor, 
     # The naive path by this process's CPU time; yours by the wall clock when it runs in a worker
     # (the pipe included), by the same CPU clock when it runs here (a busy machine slows neither).
     clock = "wall" if config.getoption("isolate") else "cpu"
-    comparison = compare(function, baseline, inputs, candidate_clock=clock, baseline_clock="cpu", warmup=2)
+    comparison = compare(function, baseline, inputs, candidate_clock=clock, baseline_clock="cpu", warmup=2, stop_above=SPEED_RATIO)
     for (x,), y in zip(inputs, comparison.results):
         _linear_close(y, x, weight, what + " (a timed call)")
     assert comparison.ratio <= SPEED_RATIO, (
