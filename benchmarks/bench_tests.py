@@ -3,10 +3,11 @@
 Times, side by side in one run and alternating so machine load hits all alike:
 
 * ``python -c "import torch"`` — the floor every Python process in the suite pays;
-* the README's test command (``python -m pytest --solutions checks tests -n auto --dist loadgroup
+* the README's test command (today ``python -m pytest tests -n auto --dist loadgroup
   --disable-plugin-autoload -p xdist.plugin -p pytest_timeout``), or any command given after ``--``,
   in this checkout or, with ``--revisions``, in a temporary worktree of each git revision named
   (its own ``infralens`` first on ``PYTHONPATH``): before and after a change, measured together.
+  Each tree runs the test command of its own README, so a change to the command is measured too.
 
 Prints medians and ratios. Goals: the suite in at most 60 s on a quiet 2-core machine, and in
 at most 30× the torch import. Where ``/proc/stat`` exists (Linux) it also prints, per command, the
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -33,8 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-README_TESTS = [sys.executable, "-m", "pytest", "--solutions", "checks", "tests", "-n", "auto", "--dist", "loadgroup",
-                "--disable-plugin-autoload", "-p", "xdist.plugin", "-p", "pytest_timeout", "-q", "-p", "no:cacheprovider"]
+QUIET = ["-q", "-p", "no:cacheprovider"]  # added to the README's command: no progress dots, no cache written
 TORCH_IMPORT = [sys.executable, "-c", "import torch"]
 GOAL_SECONDS = 60  # on a quiet 2-core machine
 GOAL_RATIO = 30
@@ -73,6 +75,22 @@ def machine_core_seconds() -> CoreSeconds | None:
         return None
     user, nice, system, idle, iowait, irq, softirq, steal = (tick / os.sysconf("SC_CLK_TCK") for tick in ticks)
     return CoreSeconds(user + nice + system + irq + softirq, idle + iowait, steal)
+
+
+def readme_test_command(tree: Path) -> list[str]:
+    """The README's test command in ``tree`` (the set-up section's second command, after its
+    ``pip install ... &&``), run with this interpreter and :data:`QUIET`."""
+    readme = tree / "README.md"
+    setup = readme.read_text(encoding="utf-8").split("## Set-up on a fresh machine", 1)[-1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.+?)\n```", setup)
+    if len(commands) != 2 or "python -m pytest" not in commands[1]:
+        raise SystemExit(f"{readme}: expected the set-up section's two commands, the second running `python -m pytest`; found {commands}")
+    command = shlex.split(commands[1].rsplit("&&", 1)[-1])
+    return [sys.executable if part == "python" else part for part in command] + QUIET
+
+
+def _shown(command: list[str]) -> str:
+    return " ".join(Path(part).name if part == sys.executable else part for part in command)
 
 
 def timed(command: list[str], cwd: Path = REPO, env: dict[str, str] | None = None) -> tuple[Run, subprocess.CompletedProcess]:
@@ -122,28 +140,28 @@ def main() -> int:
     parser.add_argument("--revisions", nargs="+", metavar="REV", help="time the command on these git revisions, side by side, instead of this checkout")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the test command to time, after -- (default: the README's)")
     args = parser.parse_args()
-    command = [part for part in args.command if part != "--"] or README_TESTS
-    shown = " ".join(Path(part).name if part == sys.executable else part for part in command)
+    given = [part for part in args.command if part != "--"]
 
     with worktrees(args.revisions) if args.revisions else this_checkout() as trees:
+        commands = {name: given or readme_test_command(tree) for name, tree in trees.items()}
         floor: list[float] = []
         suites: dict[str, list[Run]] = {name: [] for name in trees}
         for _ in range(args.runs):
             floor.append(timed(TORCH_IMPORT)[0].wall)
             for name, tree in trees.items():
                 env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(tree), os.environ.get("PYTHONPATH"))))} if args.revisions else None
-                run, done = timed(command, tree, env)
+                run, done = timed(commands[name], tree, env)
                 if done.returncode != 0 and not args.revisions:
-                    raise SystemExit(f"{shown} failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+                    raise SystemExit(f"{_shown(commands[name])} failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
                 suites[name].append(run)
     floor_median = statistics.median(floor)
     print(f"python -c 'import torch': median {floor_median:.2f} s ({', '.join(f'{t:.2f}' for t in floor)})")
-    print(f"{shown}:")
     for name, runs in suites.items():
         median = statistics.median(run.wall for run in runs)
         failed = [run.returncode for run in runs if run.returncode != 0]
         note = f" — exit {failed[0]} in {len(failed)} of {len(runs)} runs" if failed else ""
-        print(f"  {name}: {_summary(runs)}, {median / floor_median:.1f}x the torch import (goals: at most {GOAL_SECONDS} s on 2 quiet cores, at most {GOAL_RATIO}x){note}")
+        print(f"{name}: {_shown(commands[name])}")
+        print(f"  {_summary(runs)}, {median / floor_median:.1f}x the torch import (goals: at most {GOAL_SECONDS} s on 2 quiet cores, at most {GOAL_RATIO}x){note}")
     return 0
 
 

@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import json
 import os
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -106,6 +107,18 @@ def sweep_lab(lab_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LabS
         pytest.fail(f"the sweep of {lab_folder} failed: {error}", pytrace=False)
     _sweeps[lab_folder] = LabSweep({run.name: run for run in runs}, mutants)
     return _sweeps[lab_folder]
+
+
+def solution_under_a_fresh_seed(lab_folder: str) -> tuple[int, TargetRun]:
+    """``(seed, run)``: every check of ``lab_folder`` against ``solutions/`` under a new random seed,
+    in this process: what ``pytest --solutions --lab NN --seed SEED`` runs, at a fraction of the
+    cost of the same checks as items of this session (each would cross to the xdist controller)."""
+    seed = secrets.randbelow(2**31)
+    try:
+        (run,) = sweep(REPO, lab_folder, [Target("solution", REPO / "solutions", (seed,))])
+    except RuntimeError as error:
+        pytest.fail(f"the checks of {lab_folder} could not run: {error}", pytrace=False)
+    return seed, run
 
 
 # A session run in this process finds the plugins already imported by the suite's own session,

@@ -1,11 +1,14 @@
 """Invariants every lab keeps, discovered from checks/: its checks fail on the starter and pass on
-the solution, catch every mutant with a public check and give it a seed-independent hidden verdict,
-pay nothing for rejecting everything or for empty tensors; starter and solution share one API, the
-starter is a real exercise, the lab has a reading guide and hints, and no edge case a check hands
-to ``cases`` reads the seed.
+the solution (under a fresh seed and under fixed ones), catch every mutant with a public check and
+give it a seed-independent hidden verdict, pay nothing for rejecting everything or for empty
+tensors; starter and solution share one API, the starter is a real exercise, the lab has a
+reading guide and hints, and no edge case a check hands to ``cases`` reads the seed.
 
-The runs of a lab's checks come from one pytest session per lab (``conftest.sweep_lab``); its
-tests share an xdist group so that session runs once.
+The runs of a lab's checks come from one pytest session per lab (``conftest.sweep_lab``), and the
+run on the solution under a fresh seed from a small one of its own, so that ``-m "not slow"`` runs
+it without the sweep (``conftest.solution_under_a_fresh_seed``). A lab's tests share an xdist group
+so that its sweep runs once. These runs are how the project's test command checks every check on
+the solution: in this process, not as thousands of items crossing to the xdist controller.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import ast
 import pytest
 
 import lab_sources
-from conftest import LABS, REPO, SEEDS, sweep_lab
+from conftest import LABS, REPO, SEEDS, solution_under_a_fresh_seed, sweep_lab
 from infralens.hints import load_hints
 from infralens.mutants import judge_mutant
 
@@ -50,6 +53,17 @@ def test_every_check_fails_on_the_untouched_starter(lab_folder, tmp_path_factory
     assert not passed, f"these checks of {lab_folder} pass on the untouched starter, so they cannot tell solved from unsolved:\n{_listing(passed)}"
     errors = [row for row in run.checks if row["outcome"] == "error"]
     assert not errors, f"checks of {lab_folder} errored in setup on the starter:\n{_listing(errors)}"
+
+
+@pytest.mark.parametrize("lab_folder", [pytest.param(lab, marks=pytest.mark.xdist_group(lab)) for lab in LABS])
+def test_every_check_passes_on_the_solution_under_a_fresh_seed(lab_folder):
+    """A new seed every run, so the hidden checks' random inputs keep exploring; quick enough for ``-m "not slow"``."""
+    seed, run = solution_under_a_fresh_seed(lab_folder)
+    rows = run.public + run.hidden[seed]
+    assert rows, f"{lab_folder} has no checks"
+    failing = run.failing(rows)
+    rerun = f"python -m pytest --solutions --lab {lab_folder[3:5]} --seed {seed}"
+    assert not failing, f"checks of {lab_folder} fail on the reference solution under seed {seed} (rerun: {rerun}):\n{_listing(failing)}"
 
 
 @pytest.mark.parametrize("lab_folder", SWEPT_LABS)
