@@ -35,16 +35,32 @@ REFERENCE_TESTS = "_reference.py"  # test_labNN_*_reference.py: a reference agai
 QUICK_SELECTION = "not slow"  # the README's selection while changing a check or a reference: -m "not slow"
 
 
+GRADED_BATCH = "graded-batch"  # the xdist group of test_grading's batch: its grader runs several processes at once
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow, besides tests marked so: a test that runs pytest on a synthetic checkout (a new pytest
     session each time) and the references' tests against independent oracles.
 
-    Slow tests run first (a stable sort): with xdist, the long ones then start early and the
-    quick checks fill in at the end, so neither worker waits long on the other's last test."""
+    Then the order xdist hands tests out in (the README's command keeps it: ``--no-loadscope-reorder``),
+    a stable sort by :func:`_run_order`."""
     for item in items:
         if SUBPROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name.endswith(REFERENCE_TESTS):
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    items.sort(key=_run_order)
+
+
+def _run_order(item: pytest.Item) -> int:
+    """0: the graded batch, whose grader keeps several processes busy; 1: the tests marked ``waits``,
+    so that the worker sleeping through their limits leaves its core to those processes; 2: the
+    other slow tests, the long ones among them started early; 3: the quick ones, which even out
+    the end so that neither worker waits long on the other's last test."""
+    group = item.get_closest_marker("xdist_group")
+    if group is not None and group.args and group.args[0] == GRADED_BATCH:
+        return 0
+    if item.get_closest_marker("waits") is not None:
+        return 1
+    return 2 if item.get_closest_marker("slow") is not None else 3
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

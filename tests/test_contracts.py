@@ -130,7 +130,8 @@ def test_the_starters_annotations_are_the_spec_not_the_learners(tmp_path):
     assert demo.total.__name__ == "total"
 
 
-@pytest.mark.slow  # waits out five real limits of 0.5 s
+@pytest.mark.slow
+@pytest.mark.waits  # five real limits of 0.5 s
 def test_each_call_gets_its_whole_limit_from_a_timer_set_only_when_needed_and_cleared_after_the_check(tmp_path):
     """Calls do not set the timer each time. One left by an earlier call may fire during a later
     call, which then runs on to its own limit; one that would fire too late (a longer limit), or
@@ -229,6 +230,7 @@ def test_the_call_limit_is_an_ini_option_with_a_command_line_twin(kata_repo, pyt
     assert refused.ret == pytest.ExitCode.USAGE_ERROR and "--call-limit must be 0 (off) or a positive number of seconds, got -1" in refused.stderr.str()
 
 
+@pytest.mark.waits  # a worker's 2 s call limit
 def test_isolated_runs_keep_the_contract_and_word_time_outs_the_same_way(kata_repo, pytester):
     write(kata_repo / "exercises/lab99_demo/demo.py", LOOPING_DOUBLE.replace("return a + b", "return (a + b) * 1.0"))
     result = pytester.runpytest_inprocess("--isolate", "--call-timeout=2")

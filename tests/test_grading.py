@@ -21,7 +21,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import DEMO_CHECKS, DEMO_HIDDEN, DEMO_HINTS, DEMO_PYPROJECT, DEMO_SOLUTION, DEMO_STARTER, FOREIGN_PLUGINS, REPO, run_python, write
+from conftest import DEMO_CHECKS, DEMO_HIDDEN, DEMO_HINTS, DEMO_PYPROJECT, DEMO_SOLUTION, DEMO_STARTER, FOREIGN_PLUGINS, GRADED_BATCH, REPO, run_python, write
 from infralens.grading.sandbox import availability
 
 pytestmark = [
@@ -31,7 +31,7 @@ pytestmark = [
 ]
 
 # The tests that read the graded batch run on one xdist worker (see the `graded` fixture).
-BATCH = pytest.mark.xdist_group("graded-batch")
+BATCH = pytest.mark.xdist_group(GRADED_BATCH)
 CALL_TIMEOUT = 4  # seconds: a thousand times any honest call here (the memory bomb fails at once), so no verdict depends on load
 
 GOOD = '''
@@ -491,6 +491,7 @@ def test_bad_shard_spec(corpus):
     assert done.returncode == 2 and "--shard 3/2: the job number must be between 1 and 2" in done.stderr
 
 
+@pytest.mark.waits  # the budget's 3 s
 def test_a_used_up_budget_costs_the_remaining_checks_with_the_reason(corpus, tmp_path):
     # Sleeping, not spinning: the budget is wall-clock time, and a spin would burn a core for all of it.
     never_returns = "import time\n    while True:\n        time.sleep(1)"

@@ -64,6 +64,7 @@ def test_a_judge_runs_in_its_own_session_in_the_folder_and_its_output_comes_back
     assert not list(folder.rglob("__pycache__")), "no judge writes bytecode"
 
 
+@pytest.mark.waits  # the judge's 2 s
 def test_a_judge_past_its_time_is_killed_with_its_group_and_the_next_one_still_runs(folder):
     with _judges(folder, JUDGE_TEST_SLEEP="1") as judges:
         started = time.monotonic()

@@ -80,6 +80,7 @@ def no_watchfiles(tmp_path) -> dict[str, str]:
 
 # Each wait has its own deadline and message; pytest-timeout's backstop must not end the session first.
 @pytest.mark.timeout(8 * DEADLINE_SECONDS)
+@pytest.mark.waits  # for the watcher to notice an edit and rerun
 @pytest.mark.parametrize("mode", ["watchfiles", "polling"])
 def test_watch_reruns_on_a_real_edit_and_stops_cleanly_on_ctrl_c(kata_repo, request, mode):
     if mode == "watchfiles":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import write
 
 # Run in this order: twenty checks note the threads beside them, one reads the notes, one holds a far
@@ -40,6 +42,7 @@ def test_sleeps_past_a_shorter_limit():
 '''
 
 
+@pytest.mark.waits  # the last check's 1 s limit
 def test_one_thread_times_every_check_and_a_shorter_limit_wakes_it(kata_repo, pytester, monkeypatch):
     write(kata_repo / "other" / "test_timed.py", CHECKS)
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
