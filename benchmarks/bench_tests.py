@@ -77,12 +77,17 @@ def machine_core_seconds() -> CoreSeconds | None:
     return CoreSeconds(user + nice + system + irq + softirq, idle + iowait, steal)
 
 
+def readme_setup_commands(readme: Path) -> list[str]:
+    """The commands of the README's "Set-up on a fresh machine" section, one per ``bash`` block."""
+    setup = readme.read_text(encoding="utf-8").split("## Set-up on a fresh machine", 1)[-1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", setup)
+
+
 def readme_test_command(tree: Path) -> list[str]:
     """The README's test command in ``tree`` (the set-up section's second command, after its
     ``pip install ... &&``), run with this interpreter and :data:`QUIET`."""
     readme = tree / "README.md"
-    setup = readme.read_text(encoding="utf-8").split("## Set-up on a fresh machine", 1)[-1].split("\n## ", 1)[0]
-    commands = re.findall(r"```bash\n(.+?)\n```", setup)
+    commands = readme_setup_commands(readme)
     if len(commands) != 2 or "python -m pytest" not in commands[1]:
         raise SystemExit(f"{readme}: expected the set-up section's two commands, the second running `python -m pytest`; found {commands}")
     command = shlex.split(commands[1].rsplit("&&", 1)[-1])

@@ -18,9 +18,9 @@ not a thread. Past a deadline the thread does what pytest-timeout's own timer th
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
-from types import ModuleType
 from typing import Any, Callable
 
 import pytest
@@ -103,9 +103,7 @@ class Watchdog:
 
 def install(config: pytest.Config) -> None:
     """Register a :class:`Watchdog` where pytest-timeout is loaded and offers its timer's expiry."""
-    timeout_plugin: ModuleType | None = next(
-        (plugin for plugin in config.pluginmanager.get_plugins() if getattr(plugin, "__name__", None) == "pytest_timeout"), None
-    )
+    timeout_plugin = sys.modules.get("pytest_timeout")
     expire = getattr(timeout_plugin, "timeout_timer", None)
-    if expire is not None:
+    if expire is not None and config.pluginmanager.is_registered(timeout_plugin):
         config.pluginmanager.register(Watchdog(expire), "infralens-watchdog")

@@ -8,19 +8,14 @@ import subprocess
 
 import pytest
 
+from benchmarks.bench_tests import readme_setup_commands
 from conftest import FOREIGN_PLUGINS, LABS, REPO, run_python
 
 PLAIN_PYTHON_LABS = ("01", "04", "09", "10")  # README, "Working on a lab": their runs never import torch
 
 
-def _readme_commands() -> list[str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    setup = text.split("## Set-up on a fresh machine", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```bash\n(.+?)\n```", setup)
-
-
 def test_readme_gives_exactly_two_setup_commands_and_ci_runs_the_second():
-    commands = _readme_commands()
+    commands = readme_setup_commands(REPO / "README.md")
     assert len(commands) == 2, f"the set-up section must hold exactly two commands, found {commands}"
     learner, tests = commands
     assert learner.endswith("python -m pytest") and "install" in learner
