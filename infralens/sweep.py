@@ -40,7 +40,7 @@ from _pytest.runner import runtestprotocol
 from infralens.calls import disarm_call_timer
 from infralens.progress import PASSED, SKIPPED, CheckRecord
 from infralens.recording import TreeRecorder
-from infralens.sessions import PLUGIN_ARGS, own_session
+from infralens.sessions import PLUGIN_ARGS, imported_plugins, own_session
 
 if TYPE_CHECKING:
     from infralens.plugin import InfraLensSession
@@ -313,7 +313,7 @@ def sweep(repo_root: Path, lab_folder: str, targets: list[Target]) -> list[Targe
         callers_conftest = sys.modules.get("conftest")
         try:
             with own_session():
-                exit_code = int(pytest.main(args, plugins=[plugin]))
+                exit_code = int(pytest.main(args, plugins=[plugin, *imported_plugins(args)]))
         finally:
             if callers_conftest is not None:
                 sys.modules["conftest"] = callers_conftest

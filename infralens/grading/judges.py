@@ -237,7 +237,9 @@ def _fork_judge(args: list[str], output: Path, inherited: list[int]) -> int:
         sys.argv = [sys.argv[0], *args]
         import pytest
 
-        code = int(pytest.main(args))
+        from infralens.sessions import imported_plugins
+
+        code = int(pytest.main(args, plugins=imported_plugins(args)))
     except BaseException:  # noqa: BLE001 - whatever happens, the judge never returns into the forkserver
         import traceback
 
