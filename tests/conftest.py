@@ -94,12 +94,14 @@ _sweeps: dict[str, "LabSweep"] = {}
 @dataclass(frozen=True)
 class LabSweep:
     """Every run of one lab's checks that the invariant tests judge, from one pytest session:
-    the starter, the reference, the adversarial trees of :data:`lab_sources.ADVERSARIAL_BODIES`
-    and every mutant (public checks until caught, hidden checks once per seed; only the checks
-    that call the function a mutant changes, see :mod:`infralens.sweep`)."""
+    the starter, the reference (under a fresh seed, then :data:`SEEDS`), the adversarial trees of
+    :data:`lab_sources.ADVERSARIAL_BODIES` and every mutant (public checks until caught, hidden
+    checks once per seed; only the checks that call the function a mutant changes, see
+    :mod:`infralens.sweep`)."""
 
     runs: dict[str, TargetRun]
     mutants: list[Mutant]
+    fresh_seed: int
 
 
 def sweep_lab(lab_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LabSweep:
@@ -107,7 +109,9 @@ def sweep_lab(lab_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LabS
     if lab_folder in _sweeps:
         return _sweeps[lab_folder]
     scratch = tmp_path_factory.mktemp(f"sweep-{lab_folder}")
-    targets = [Target("starter", REPO / "exercises", SEEDS[:1]), baseline_target(REPO / "solutions" / lab_folder, scratch / "solution", "solution")]
+    fresh_seed = secrets.randbelow(2**31)
+    solution = baseline_target(REPO / "solutions" / lab_folder, scratch / "solution", "solution", (fresh_seed, *SEEDS))
+    targets = [Target("starter", REPO / "exercises", SEEDS[:1]), solution]
     for name, body in lab_sources.ADVERSARIAL_BODIES.items():
         targets.append(Target(name, lab_sources.write_adversarial_tree(REPO / "exercises" / lab_folder, body, scratch / name), SEEDS))
     mutants_file = REPO / "tests" / "mutants" / f"{lab_folder}.toml"
@@ -121,14 +125,22 @@ def sweep_lab(lab_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LabS
         runs = sweep(REPO, lab_folder, targets)
     except RuntimeError as error:
         pytest.fail(f"the sweep of {lab_folder} failed: {error}", pytrace=False)
-    _sweeps[lab_folder] = LabSweep({run.name: run for run in runs}, mutants)
+    _sweeps[lab_folder] = LabSweep({run.name: run for run in runs}, mutants, fresh_seed)
     return _sweeps[lab_folder]
 
 
 def solution_under_a_fresh_seed(lab_folder: str) -> tuple[int, TargetRun]:
-    """``(seed, run)``: every check of ``lab_folder`` against ``solutions/`` under a new random seed,
-    in this process: what ``pytest --solutions --lab NN --seed SEED`` runs, at a fraction of the
-    cost of the same checks as items of this session (each would cross to the xdist controller)."""
+    """``(seed, run)``: every check of ``lab_folder`` against its reference under a new random seed:
+    what ``pytest --solutions --lab NN --seed SEED`` runs.
+
+    Read from the lab's sweep where this process ran it (its reference drew a fresh seed first);
+    otherwise (``-m "not slow"``) run in this process, at a fraction of the cost of the same
+    checks as items of this session (each would cross to the xdist controller).
+    """
+    swept = _sweeps.get(lab_folder)
+    if swept is not None:
+        run = swept.runs["solution"]
+        return swept.fresh_seed, TargetRun(run.name, run.public, {swept.fresh_seed: run.hidden[swept.fresh_seed]})
     seed = secrets.randbelow(2**31)
     try:
         (run,) = sweep(REPO, lab_folder, [Target("solution", REPO / "solutions", (seed,))])

@@ -4,10 +4,10 @@ give it a seed-independent hidden verdict, pay nothing for rejecting everything 
 tensors; starter and solution share one API, the starter is a real exercise, the lab has a
 reading guide and hints, and no edge case a check hands to ``cases`` reads the seed.
 
-The runs of a lab's checks come from one pytest session per lab (``conftest.sweep_lab``), and the
-run on the solution under a fresh seed from a small one of its own, so that ``-m "not slow"`` runs
-it without the sweep (``conftest.solution_under_a_fresh_seed``). A lab's tests share an xdist group
-so that its sweep runs once. These runs are how the project's test command checks every check on
+The runs of a lab's checks come from one pytest session per lab (``conftest.sweep_lab``). Its run
+on the solution draws a fresh seed first; under ``-m "not slow"``, which skips the sweep, the run
+under a fresh seed is a small session of its own (``conftest.solution_under_a_fresh_seed``). A
+lab's tests share an xdist group so that its sweep runs once, before its quick tests. These runs are how the project's test command checks every check on
 the solution: in this process, not as thousands of items crossing to the xdist controller.
 """
 
@@ -69,7 +69,7 @@ def test_every_check_passes_on_the_solution_under_a_fresh_seed(lab_folder):
 def test_every_check_passes_on_the_solution_under_every_seed(lab_folder, tmp_path_factory):
     run = sweep_lab(lab_folder, tmp_path_factory).runs["solution"]
     failing = run.failing(run.public + [row for rows in run.hidden.values() for row in rows])
-    assert not failing, f"checks of {lab_folder} fail on the reference solution (hidden checks under seeds {SEEDS}):\n{_listing(failing)}"
+    assert not failing, f"checks of {lab_folder} fail on the reference solution (hidden checks under seeds {list(run.hidden)}):\n{_listing(failing)}"
 
 
 @pytest.mark.parametrize("body", sorted(lab_sources.ADVERSARIAL_BODIES))
