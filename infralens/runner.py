@@ -15,8 +15,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import pytest
-
 LAST_RUN = Path(".infralens") / "last-run.json"
 
 
@@ -27,6 +25,8 @@ def run_checks(repo_root: Path, *options: str, paths: tuple[Path, ...] = ()) -> 
     ``"--lab", "10"``. Raises ``RuntimeError`` when pytest could not run the checks at all (a
     usage error or an internal error), with pytest's exit code in the message.
     """
+    import pytest  # here, not at the top: the commands that never run checks (grade, merge, models) start without it
+
     repo_root = Path(repo_root).resolve()
     with tempfile.TemporaryDirectory(prefix="infralens-") as scratch:
         report_path = Path(scratch) / "report.json"
