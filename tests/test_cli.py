@@ -129,7 +129,6 @@ def test_a_mutant_that_no_longer_applies_is_an_error(kata_repo):
     assert done.returncode == 2 and "mutant 'stale': `find` occurs 0 times in lab99_demo/demo.py, expected exactly once" in done.stderr
 
 
-@pytest.mark.slow  # fresh Python processes
 def test_the_command_line_starts_without_pytest_or_torch():
     """`infralens grade`, `merge` and `models` run no checks in their own process: importing pytest
     (0.14 s) or torch (seconds) there would slow every one of them."""
@@ -137,6 +136,7 @@ def test_the_command_line_starts_without_pytest_or_torch():
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
+@pytest.mark.slow  # fresh Python processes
 def test_models_lists_presets_and_shows_one():
     listing = run_python("-m", "infralens", "models")
     assert listing.returncode == 0

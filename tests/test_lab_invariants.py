@@ -7,8 +7,9 @@ reading guide and hints, and no edge case a check hands to ``cases`` reads the s
 The runs of a lab's checks come from one pytest session per lab (``conftest.sweep_lab``). Its run
 on the solution draws a fresh seed first; under ``-m "not slow"``, which skips the sweep, the run
 under a fresh seed is a small session of its own (``conftest.solution_under_a_fresh_seed``). A
-lab's tests share an xdist group so that its sweep runs once, before its quick tests. These runs are how the project's test command checks every check on
-the solution: in this process, not as thousands of items crossing to the xdist controller.
+lab's tests share an xdist group so that its sweep runs once, before its quick tests. These runs
+are how the project's test command checks every check on the solution: in this process, not as
+thousands of items crossing to the xdist controller.
 """
 
 from __future__ import annotations
