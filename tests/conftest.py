@@ -104,13 +104,19 @@ class LabSweep:
     fresh_seed: int
 
 
+def fresh_seed() -> int:
+    """A new random seed for the hidden checks, never one of :data:`SEEDS` (the sweeps run those anyway)."""
+    seed = secrets.randbelow(2**31)
+    return seed if seed not in SEEDS else fresh_seed()
+
+
 def sweep_lab(lab_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LabSweep:
     """Run (once per test process, in it) every tree the invariant tests need against ``lab_folder``'s checks."""
     if lab_folder in _sweeps:
         return _sweeps[lab_folder]
     scratch = tmp_path_factory.mktemp(f"sweep-{lab_folder}")
-    fresh_seed = secrets.randbelow(2**31)
-    solution = baseline_target(REPO / "solutions" / lab_folder, scratch / "solution", "solution", (fresh_seed, *SEEDS))
+    seed = fresh_seed()
+    solution = baseline_target(REPO / "solutions" / lab_folder, scratch / "solution", "solution", (seed, *SEEDS))
     targets = [Target("starter", REPO / "exercises", SEEDS[:1]), solution]
     for name, body in lab_sources.ADVERSARIAL_BODIES.items():
         targets.append(Target(name, lab_sources.write_adversarial_tree(REPO / "exercises" / lab_folder, body, scratch / name), SEEDS))
@@ -125,7 +131,7 @@ def sweep_lab(lab_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LabS
         runs = sweep(REPO, lab_folder, targets)
     except RuntimeError as error:
         pytest.fail(f"the sweep of {lab_folder} failed: {error}", pytrace=False)
-    _sweeps[lab_folder] = LabSweep({run.name: run for run in runs}, mutants, fresh_seed)
+    _sweeps[lab_folder] = LabSweep({run.name: run for run in runs}, mutants, seed)
     return _sweeps[lab_folder]
 
 
@@ -141,7 +147,7 @@ def solution_under_a_fresh_seed(lab_folder: str) -> tuple[int, TargetRun]:
     if swept is not None:
         run = swept.runs["solution"]
         return swept.fresh_seed, TargetRun(run.name, run.public, {swept.fresh_seed: run.hidden[swept.fresh_seed]})
-    seed = secrets.randbelow(2**31)
+    seed = fresh_seed()
     try:
         (run,) = sweep(REPO, lab_folder, [Target("solution", REPO / "solutions", (seed,))])
     except RuntimeError as error:
