@@ -18,7 +18,7 @@ import pytest
 
 import lab_sources
 from infralens.labs import discover_labs
-from infralens.mutants import Mutant, baseline_target, load_mutants, mutant_target
+from infralens.mutants import SEEDS, Mutant, baseline_target, load_mutants, mutant_target  # SEEDS: every mutant's hidden checks run under these
 from infralens.sweep import Target, TargetRun, sweep
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,7 +87,6 @@ def run_python(*args: str, cwd: Path = REPO, timeout: float = 600, env: dict[str
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
-SEEDS = (1, 2, 3)
 _sweeps: dict[str, "LabSweep"] = {}
 
 

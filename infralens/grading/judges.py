@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from infralens.grading.remote import STARTUP_TIMEOUT_SECONDS, heavy_libraries
+from infralens.sessions import imported_plugins
 
 # Imported by every judge: pytest and the plugins its arguments name (see batch.judge_args).
 JUDGE_MODULES = ("pytest", "pytest_timeout", "infralens.plugin", "infralens.grading.judging", "infralens.grading.remote")
@@ -236,8 +237,6 @@ def _fork_judge(args: list[str], output: Path, inherited: list[int]) -> int:
         os.close(sink)
         sys.argv = [sys.argv[0], *args]
         import pytest
-
-        from infralens.sessions import imported_plugins
 
         code = int(pytest.main(args, plugins=imported_plugins(args)))
     except BaseException:  # noqa: BLE001 - whatever happens, the judge never returns into the forkserver
