@@ -13,10 +13,12 @@ Prints medians and ratios. Goals: the suite in at most 60 s on a quiet 2-core ma
 at most 30× the torch import. Where ``/proc/stat`` exists (Linux) it also prints, per command, the
 machine's busy, idle and stolen core-seconds while it ran: wall time on a shared machine swings
 with its neighbours, while busy core-seconds show what a change saves in work and idle ones what
-it leaves unused (a test waiting out a real limit, a worker with nothing left to run). Run from
-the repository root::
+it leaves unused (a test waiting out a real limit, a worker with nothing left to run). With
+``--census`` it adds where the busy time went: the CPU seconds of each kind of process the command
+started, xdist workers, judges, sandboxed learner workers and so on (:mod:`benchmarks.census`).
+Run from the repository root::
 
-    python benchmarks/bench_tests.py [--runs 3] [--revisions main~5 main] [-- python -m pytest ... -n 2]
+    python benchmarks/bench_tests.py [--runs 3] [--census] [--revisions main~5 main] [-- python -m pytest ... -n 2]
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script: benchmarks/ alone is on the path
+
+from benchmarks.census import Census  # noqa: E402
 QUIET = ["-q", "-p", "no:cacheprovider"]  # added to the README's command: no progress dots, no cache written
 TORCH_IMPORT = [sys.executable, "-c", "import torch"]
 GOAL_SECONDS = 60  # on a quiet 2-core machine
@@ -57,11 +62,13 @@ class CoreSeconds:
 
 @dataclass(frozen=True)
 class Run:
-    """One timed command: wall seconds, the machine's core-seconds meanwhile (None without ``/proc/stat``), exit code."""
+    """One timed command: wall seconds, the machine's core-seconds meanwhile (None without ``/proc/stat``),
+    exit code, and with ``--census`` its process tree's CPU seconds by kind of process (:mod:`benchmarks.census`)."""
 
     wall: float
     machine: CoreSeconds | None
     returncode: int
+    by_kind: dict[str, float] | None = None
 
 
 def machine_core_seconds() -> CoreSeconds | None:
@@ -98,12 +105,17 @@ def _shown(command: list[str]) -> str:
     return " ".join(Path(part).name if part == sys.executable else part for part in command)
 
 
-def timed(command: list[str], cwd: Path = REPO, env: dict[str, str] | None = None) -> tuple[Run, subprocess.CompletedProcess]:
-    """``command`` run in ``cwd``: its :class:`Run`, and how it ended."""
+def timed(command: list[str], cwd: Path = REPO, env: dict[str, str] | None = None, census: bool = False) -> tuple[Run, subprocess.CompletedProcess]:
+    """``command`` run in ``cwd``: its :class:`Run`, and how it ended. With ``census``, its process
+    tree is sampled meanwhile, at a cost the census reports (several percent of one core)."""
     before, start = machine_core_seconds(), time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    with subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        sampling = Census(process.pid).start() if census else None
+        stdout, stderr = process.communicate()
     wall, after = time.perf_counter() - start, machine_core_seconds()
-    return Run(wall, after - before if before and after else None, done.returncode), done
+    by_kind = sampling.stop() if sampling else None
+    done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return Run(wall, after - before if before and after else None, done.returncode, by_kind), done
 
 
 def _summary(runs: list[Run]) -> str:
@@ -115,6 +127,17 @@ def _summary(runs: list[Run]) -> str:
         shown += (f"; machine {statistics.median(m.busy for m in machine):.0f} busy, {statistics.median(m.idle for m in machine):.0f} idle, "
                   f"{statistics.median(m.stolen for m in machine):.0f} stolen core-s")
     return shown
+
+
+def _census(runs: list[Run]) -> str:
+    """Median CPU seconds per kind of process over ``runs``, and what the samples missed of the machine's busy time."""
+    kinds = list(dict.fromkeys(kind for run in runs for kind in run.by_kind))
+    medians = {kind: statistics.median(run.by_kind.get(kind, 0.0) for run in runs) for kind in kinds}
+    lines = [f"    {seconds:6.1f}  {kind}" for kind, seconds in sorted(medians.items(), key=lambda item: -item[1])]
+    if all(run.machine for run in runs):
+        unseen = statistics.median(run.machine.busy - sum(run.by_kind.values()) for run in runs)
+        lines.append(f"    {unseen:6.1f}  not seen by the samples (processes gone between two samples, the kernel)")
+    return "\n".join(["  CPU seconds by kind of process (medians):", *lines])
 
 
 @contextmanager
@@ -143,6 +166,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each command (default 3)")
     parser.add_argument("--revisions", nargs="+", metavar="REV", help="time the command on these git revisions, side by side, instead of this checkout")
+    parser.add_argument("--census", action="store_true", help="also print the CPU seconds of each kind of process the command started (Linux)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the test command to time, after -- (default: the README's)")
     args = parser.parse_args()
     given = [part for part in args.command if part != "--"]
@@ -155,7 +179,7 @@ def main() -> int:
             floor.append(timed(TORCH_IMPORT)[0].wall)
             for name, tree in trees.items():
                 env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(tree), os.environ.get("PYTHONPATH"))))} if args.revisions else None
-                run, done = timed(commands[name], tree, env)
+                run, done = timed(commands[name], tree, env, census=args.census)
                 if done.returncode != 0 and not args.revisions:
                     raise SystemExit(f"{_shown(commands[name])} failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
                 suites[name].append(run)
@@ -167,6 +191,8 @@ def main() -> int:
         note = f" — exit {failed[0]} in {len(failed)} of {len(runs)} runs" if failed else ""
         print(f"{name}: {_shown(commands[name])}")
         print(f"  {_summary(runs)}, {median / floor_median:.1f}x the torch import (goals: at most {GOAL_SECONDS} s on 2 quiet cores, at most {GOAL_RATIO}x){note}")
+        if args.census:
+            print(_census(runs))
     return 0
 
 
