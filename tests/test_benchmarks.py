@@ -30,6 +30,7 @@ def test_each_process_kind_is_told_from_its_command_line():
     assert kind_of("bwrap --unshare-all -- python") == OTHER
 
 
+@pytest.mark.slow  # sleeps through two processes' lives: nothing the quick selection needs
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="the census reads /proc (Linux)")
 def test_a_child_is_counted_under_its_kind_even_after_its_parent_exits():
     parent = subprocess.Popen([sys.executable, "-c", ORPHANING_PARENT], stdout=subprocess.PIPE, text=True)
