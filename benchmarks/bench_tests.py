@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: benchmarks/ alone is on the path
 
 from benchmarks.census import Census  # noqa: E402
+
 QUIET = ["-q", "-p", "no:cacheprovider"]  # added to the README's command: no progress dots, no cache written
 TORCH_IMPORT = [sys.executable, "-c", "import torch"]
 GOAL_SECONDS = 60  # on a quiet 2-core machine

@@ -4,7 +4,8 @@ The suite's time is spread over hundreds of processes (xdist workers, graders, j
 learner workers, pytest and ``infralens`` subprocesses). A :class:`Census` samples ``/proc`` every
 few hundredths of a second while a command runs, follows every process descended from it (a
 process keeps being followed after its parent dies), and adds up each one's own CPU time by the
-kind :func:`kind_of` gives its command line. What it cannot see — processes born and gone between
+kind :func:`kind_of` gives its last command line read (a child sampled between its fork and its
+exec still shows its parent's). What it cannot see — processes born and gone between
 two samples, the last moments of the ones it saw, the kernel's work for the run — is the
 difference from the machine's busy core-seconds, which :mod:`benchmarks.bench_tests` prints
 beside it; the sampling's own CPU time is counted apart. Linux only (``/proc``).
@@ -25,7 +26,9 @@ KINDS = (
     ("infralens.grading.judges", "judging forkservers and judges"),
     ("-m infralens.sweep", "sweep subprocesses"),
     ("-m infralens", "infralens command line"),
-    ("pytest", "pytest subprocesses"),
+    ("-m pytest", "pytest subprocesses"),
+    ("-mpytest", "pytest subprocesses"),  # pytester's runpytest_subprocess
+    ("pytest.main(", "pytest subprocesses"),
 )
 ROOT = "the test command itself"
 OTHER = "other processes"
@@ -39,8 +42,12 @@ def kind_of(command_line: str) -> str:
 
 @dataclass
 class _Followed:
-    kind: str
-    cpu: float = 0.0  # its own user + system seconds at the last sample
+    command_line: str  # as last read: the one it runs once it has exec'd
+    cpu: float  # its own user + system seconds at the last sample
+
+    def sampled(self, command_line: str, cpu: float) -> None:
+        self.command_line = command_line or self.command_line  # a process that has exited shows an empty one
+        self.cpu = cpu
 
 
 def _stat(pid: str) -> tuple[int, str, float] | None:
@@ -71,7 +78,6 @@ class Census:
     def __init__(self, root_pid: int, interval: float = 0.02):
         self._root, self._interval = str(root_pid), interval
         self._followed: dict[tuple[str, str], _Followed] = {}  # (pid, start time) survives pid reuse
-        self._live: dict[str, str] = {}  # pid -> start time of the followed processes still running
         self._outside: set[str] = set()  # pids of running processes that are not in the tree
         self._done = threading.Event()
         self._own_cpu = 0.0  # the sampling thread's CPU seconds: part of the machine's busy time too
@@ -86,8 +92,8 @@ class Census:
         self._done.set()
         self._thread.join()
         totals: Counter[str] = Counter()
-        for followed in self._followed.values():
-            totals[followed.kind] += followed.cpu
+        for (pid, _), followed in self._followed.items():
+            totals[ROOT if pid == self._root else kind_of(followed.command_line)] += followed.cpu
         totals[SELF] = self._own_cpu
         return dict(totals.most_common())
 
@@ -103,7 +109,7 @@ class Census:
         outside the tree stays outside (its parent never changes but to an adopter) and is not read again."""
         listed = {pid for pid in os.listdir("/proc") if pid.isdigit()}
         self._outside &= listed
-        self._live = {pid: started for pid, started in self._live.items() if pid in listed}
+        live: set[str] = set()  # the followed processes running now (a reused pid is not one of them)
         new = []
         for pid in listed - self._outside:
             stat = _stat(pid)
@@ -112,12 +118,13 @@ class Census:
             parent, started, cpu = stat
             followed = self._followed.get((pid, started))
             if followed is not None:
-                followed.cpu = cpu
+                followed.sampled(_command_line(pid), cpu)
+                live.add(pid)
             else:
                 new.append((int(started), pid, parent, started, cpu))
         for _, pid, parent, started, cpu in sorted(new):  # parents started before their children
-            if pid == self._root or str(parent) in self._live:
-                self._followed[(pid, started)] = _Followed(ROOT if pid == self._root else kind_of(_command_line(pid)), cpu)
-                self._live[pid] = started
+            if pid == self._root or str(parent) in live:
+                self._followed[(pid, started)] = _Followed(_command_line(pid), cpu)
+                live.add(pid)
             else:
                 self._outside.add(pid)
